@@ -1,0 +1,60 @@
+/* The application context every handler reaches through r->app, and the route table. */
+#ifndef TALLY_APP_H
+#define TALLY_APP_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include "core/config.h"
+#include "core/workq.h"
+#include "http/http.h"
+#include "security/throttle.h"
+#include "store/store.h"
+
+struct lb_cache;
+
+struct app {
+    struct config cfg;
+    struct store *store;
+    struct workq *hashq;          /* Argon2id runs here, never on HTTP threads */
+    struct http_server *http;
+    char jwt_secret[256];
+    size_t jwt_secret_len;
+    struct throttle *login_account;
+    struct throttle *login_address;
+    struct lb_cache *lb;
+    atomic_uint referral_gen;     /* bumped on every referral change: invalidates the cache */
+    int64_t started_ms;
+};
+
+extern const struct route api_routes[];
+extern const int api_routes_n;
+
+/* The auth_fn given to the HTTP layer: Bearer JWT or API key, checked against need. */
+int api_authenticate(struct req *r, unsigned need);
+
+/* Leaderboard cache lifecycle (api/referral.c). */
+struct lb_cache *lb_cache_new(void);
+void lb_cache_free(struct lb_cache *c);
+
+/* JSON for a user as every endpoint shows it. New reference. */
+json_t *api_user_json(const struct user *u);
+/* ISO 8601 string for ms, or JSON null for 0. New reference. */
+json_t *api_time_json(int64_t ms);
+/* Whether the principal is an admin (admin key or admin user). */
+bool api_is_admin(const struct req *r);
+
+/* Handlers */
+int api_health_live(struct req *r);
+int api_health_ready(struct req *r);
+int api_health_metrics(struct req *r);
+int api_auth_signup(struct req *r);
+int api_auth_login(struct req *r);
+int api_me_get(struct req *r);
+int api_referral_generate_code(struct req *r);
+int api_referral_track(struct req *r);
+int api_referral_stats(struct req *r);
+int api_referral_leaderboard(struct req *r);
+int api_referral_redirect(struct req *r);
+
+#endif

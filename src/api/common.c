@@ -1,0 +1,93 @@
+/* What every handler shares: authentication of the caller and the JSON shape of a user. */
+#include <string.h>
+#include <strings.h>
+
+#include "api/app.h"
+#include "core/err.h"
+#include "security/apikey.h"
+#include "security/token.h"
+
+json_t *api_time_json(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[ISO_TIME_LEN + 1];
+    iso_time(ms, buf);
+    return json_string(buf);
+}
+
+json_t *api_user_json(const struct user *u)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(u->id));
+    json_object_set_new(o, "name", json_string(u->name));
+    json_object_set_new(o, "email", json_string(u->email));
+    json_object_set_new(o, "referralCode",
+                        u->referral_code[0] ? json_string(u->referral_code) : json_null());
+    json_object_set_new(o, "referredBy",
+                        u->referred_by[0] ? json_string(u->referred_by) : json_null());
+    json_object_set_new(o, "isAdmin", json_boolean(u->is_admin));
+    json_object_set_new(o, "premiumUntil", api_time_json(u->premium_until));
+    json_object_set_new(o, "createdAt", api_time_json(u->created_at));
+    return o;
+}
+
+bool api_is_admin(const struct req *r)
+{
+    return (r->who.is_key && (r->who.key.scopes & SCOPE_ADMIN)) ||
+           (r->who.is_user && r->who.user.is_admin);
+}
+
+static unsigned key_grants(unsigned scopes)
+{
+    unsigned g = 0;
+    if (scopes & SCOPE_ADMIN)
+        g |= AUTH_KEY_ADMIN;
+    if (scopes & SCOPE_POS)
+        g |= AUTH_KEY_POS;
+    if (scopes & SCOPE_APP)
+        g |= AUTH_KEY_APP;
+    return g;
+}
+
+int api_authenticate(struct req *r, unsigned need)
+{
+    struct app *app = r->app;
+    const char *h = req_header(r, "Authorization");
+    if (!h)
+        return req_fail(r, TE_UNAUTHORIZED, NULL, "Authorization: Bearer <token> is required");
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return req_fail(r, TE_UNAUTHORIZED, NULL, "Authorization must use the Bearer scheme");
+    const char *cred = h + 7;
+    while (*cred == ' ')
+        cred++;
+    memset(&r->who, 0, sizeof r->who);
+    if (apikey_looks_like(cred)) {
+        char hash[65];
+        apikey_hash(cred, hash);
+        int e = store_apikey_by_hash(app->store, hash, &r->who.key);
+        if (e == TE_UNAUTHORIZED)
+            return req_fail(r, e, NULL, "API key is unknown or revoked");
+        if (e)
+            return e;
+        r->who.is_key = true;
+        if (key_grants(r->who.key.scopes) & need)
+            return 0;
+        return req_fail(r, TE_FORBIDDEN, NULL, "This API key's scopes do not allow this endpoint");
+    }
+    char uid[ID_LEN + 1];
+    if (token_verify(app->jwt_secret, app->jwt_secret_len, cred, now_ms() / 1000, uid,
+                     sizeof uid))
+        return req_fail(r, TE_UNAUTHORIZED, NULL, "Token is invalid or expired");
+    int e = store_user_get(app->store, uid, &r->who.user);
+    if (e == TE_USER_NOT_FOUND)
+        return req_fail(r, TE_UNAUTHORIZED, NULL, "Token is invalid or expired");
+    if (e)
+        return e;
+    r->who.is_user = true;
+    if (need & AUTH_USER)
+        return 0;
+    if ((need & AUTH_ADMIN_USER) && r->who.user.is_admin)
+        return 0;
+    return req_fail(r, TE_FORBIDDEN, NULL, "Signed-in users may not call this endpoint");
+}

@@ -1,0 +1,115 @@
+/* tally serve: open the store, start the HTTP server, wait for SIGTERM/SIGINT, shut down in
+ * order (stop accepting, finish requests in flight, drain the writer, close the database). */
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/app.h"
+#include "cmd/cmd.h"
+#include "core/err.h"
+#include "core/log.h"
+
+static int load_jwt_secret(struct app *app)
+{
+    if (app->cfg.jwt_secret[0]) {
+        str_copy(app->jwt_secret, sizeof app->jwt_secret, app->cfg.jwt_secret);
+    } else {
+        /* First start without TALLY_JWT_SECRET: generate one and keep it in the database, so
+         * tokens survive restarts. INSERT OR IGNORE: a concurrent first start keeps one. */
+        struct store_write w = {.op = OP_META_PUT_IF_ABSENT};
+        str_copy(w.in.meta.key, sizeof w.in.meta.key, "jwt_secret");
+        random_hex(w.in.meta.value, 32);
+        int e = store_exec(app->store, &w);
+        sodium_memzero(w.in.meta.value, sizeof w.in.meta.value);
+        if (e)
+            return e;
+        str_copy(app->jwt_secret, sizeof app->jwt_secret, w.out.meta.value);
+        sodium_memzero(w.out.meta.value, sizeof w.out.meta.value);
+    }
+    app->jwt_secret_len = strlen(app->jwt_secret);
+    return 0;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    struct opt opts[] = {
+        {"--port", "N", "port to listen on (env TALLY_PORT; default 8080; 0 picks a free one)", 0},
+        {"--db", "PATH", "SQLite database file (env TALLY_DB; default ./tally.db)", 0},
+        {0},
+    };
+    const char *pos[1];
+    int n_pos;
+    bool help;
+    if (cli_parse(argc, argv, 2, opts, pos, 0, &n_pos, &help))
+        return 2;
+    if (help) {
+        cli_usage("tally serve [--port N] [--db PATH]",
+                  "Run the HTTP API. Applies pending migrations first. Stops cleanly on SIGTERM "
+                  "or SIGINT.",
+                  opts);
+        return 0;
+    }
+    struct app *app = calloc(1, sizeof *app);
+    if (!app)
+        return 1;
+    int rc = 1;
+    if (cli_config(&app->cfg, opts))
+        goto out;
+
+    /* Block the stop signals in every thread; the main thread waits for them below. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    app->started_ms = now_ms();
+    if (store_open(app->cfg.db, &app->store)) {
+        fprintf(stderr, "tally: cannot open database %s\n", app->cfg.db);
+        goto out;
+    }
+    if (load_jwt_secret(app)) {
+        fprintf(stderr, "tally: cannot load or create the JWT secret\n");
+        goto out;
+    }
+    app->login_account = throttle_new(LIMIT_LOGIN_FAILS_ACCOUNT, LIMIT_LOGIN_WINDOW_S);
+    app->login_address = throttle_new(LIMIT_LOGIN_FAILS_ADDRESS, LIMIT_LOGIN_WINDOW_S);
+    app->lb = lb_cache_new();
+    if (!app->login_account || !app->login_address || !app->lb ||
+        workq_new(app->cfg.hash_threads, LIMIT_HASH_QUEUE, &app->hashq))
+        goto out;
+    struct http_config hc = {
+        .bind = app->cfg.bind,
+        .port = app->cfg.port,
+        .threads = app->cfg.http_threads,
+        .conn_timeout_s = app->cfg.conn_timeout_s,
+        .log_requests = app->cfg.log_requests,
+    };
+    if (http_server_start(&hc, api_routes, api_routes_n, app, api_authenticate, &app->http))
+        goto out;
+    log_event("info", "listening",
+              json_pack("{s:s, s:i, s:s}", "address", app->cfg.bind, "port",
+                        http_server_port(app->http), "db", app->cfg.db));
+
+    int sig = 0;
+    sigwait(&stop, &sig);
+    log_event("info", "stopping", json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+    rc = 0;
+out:
+    http_server_stop(app->http);
+    if (app->hashq)
+        workq_free(app->hashq);
+    store_close(app->store);
+    throttle_free(app->login_account);
+    throttle_free(app->login_address);
+    lb_cache_free(app->lb);
+    sodium_memzero(app->jwt_secret, sizeof app->jwt_secret);
+    sodium_memzero(app->cfg.jwt_secret, sizeof app->cfg.jwt_secret);
+    free(app);
+    if (rc == 0)
+        log_info("stopped cleanly");
+    return rc;
+}

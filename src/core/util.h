@@ -1,0 +1,39 @@
+/* Small helpers every layer uses: clocks, identifiers, time formatting, bounded strings.
+ * No I/O besides the clock and libsodium's CSPRNG. */
+#ifndef TALLY_UTIL_H
+#define TALLY_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+#define UUID_STR_LEN 36
+#define ISO_TIME_LEN 24 /* "2025-12-31T23:59:59.000Z" */
+
+/* Wall-clock milliseconds since the Unix epoch (UTC). */
+int64_t now_ms(void);
+/* Monotonic clock in nanoseconds, for durations. */
+int64_t mono_ns(void);
+
+/* Random version-4 UUID into out[UUID_STR_LEN + 1]. */
+void uuid_new(char out[UUID_STR_LEN + 1]);
+/* True when s is a canonical lower- or upper-case UUID text. */
+bool uuid_valid(const char *s);
+/* n random bytes as 2n lowercase hex characters plus NUL into out. */
+void random_hex(char *out, size_t n);
+
+/* Milliseconds since the epoch as "YYYY-MM-DDTHH:MM:SS.mmmZ" into out[ISO_TIME_LEN + 1]. */
+void iso_time(int64_t ms, char out[ISO_TIME_LEN + 1]);
+/* Parse an RFC 3339 timestamp (Z or +hh:mm offset, optional fraction) into ms. 0 or -1. */
+int iso_time_parse(const char *s, int64_t *ms_out);
+
+/* Copy src into dst[cap] always terminated; returns false if it had to truncate. */
+bool str_copy(char *dst, size_t cap, const char *src);
+/* True if s is valid UTF-8 without NUL or C0 control characters other than none. */
+bool str_utf8_clean(const char *s, size_t len);
+
+/* Days since 1970-01-01 for a proleptic Gregorian civil date, and back. */
+int64_t days_from_civil(int64_t y, unsigned m, unsigned d);
+void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
+
+#endif

@@ -1,0 +1,58 @@
+/* Segment-by-segment matching; tables are small (tens of routes), so a linear scan is the
+ * fastest thing that is obviously correct. */
+#include "http/router.h"
+
+#include <string.h>
+
+#include "core/err.h"
+
+/* Match path against pattern; on success copy params into buf. */
+static bool match(const char *pattern, const char *path, char *buf, size_t cap,
+                  const char **params)
+{
+    const char *p = pattern, *u = path;
+    size_t used = 0;
+    int np = 0;
+    while (*p && *u) {
+        if (*p == ':') {
+            while (*p && *p != '/')
+                p++;
+            const char *start = u;
+            while (*u && *u != '/')
+                u++;
+            size_t n = (size_t)(u - start);
+            if (n == 0 || used + n + 1 > cap || np >= ROUTE_PARAMS_MAX)
+                return false;
+            memcpy(buf + used, start, n);
+            buf[used + n] = '\0';
+            params[np++] = buf + used;
+            used += n + 1;
+            continue;
+        }
+        if (*p != *u)
+            return false;
+        p++;
+        u++;
+    }
+    /* a single trailing slash on the request is tolerated */
+    if (*p == '\0' && u[0] == '/' && u[1] == '\0' && u != path)
+        u++;
+    return *p == '\0' && *u == '\0';
+}
+
+int router_match(const struct route *routes, int n, const char *method, const char *path,
+                 char *buf, size_t cap, const char **params, int *index)
+{
+    bool path_found = false;
+    const char *m = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    for (int i = 0; i < n; i++) {
+        if (!match(routes[i].pattern, path, buf, cap, params))
+            continue;
+        path_found = true;
+        if (strcmp(routes[i].method, m) == 0) {
+            *index = i;
+            return 0;
+        }
+    }
+    return path_found ? TE_METHOD : TE_ROUTE_NOT_FOUND;
+}

@@ -1,0 +1,774 @@
+/* The SQLite engine: schema migrations, statements and transactions for store.h.
+ *
+ * WAL with synchronous=FULL: a transaction that COMMIT returned for survives a power cut, and
+ * readers never block the writer. Every statement is prepared once per connection and cached
+ * (prep()); every use ends with sqlite3_reset() so no reader keeps an old snapshot pinned. */
+#include <sqlite3.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "domain/code.h"
+#include "store/store_impl.h"
+
+#define STMT_CACHE_MAX 96
+
+struct sconn {
+    sqlite3 *db;
+    int n;
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE_MAX];
+};
+
+/* ---- migrations: append only; a released migration is never edited ---- */
+
+static const char *const migrations[] = {
+    /* 1: users, referral codes, referrals, rewards, automation logs, API keys */
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE users ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  email TEXT NOT NULL UNIQUE,"
+    "  password_hash TEXT NOT NULL,"
+    "  referred_by TEXT REFERENCES users(id),"
+    "  is_admin INTEGER NOT NULL DEFAULT 0,"
+    "  premium_until INTEGER,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE TABLE referral_codes ("
+    "  id TEXT PRIMARY KEY,"
+    "  user_id TEXT NOT NULL REFERENCES users(id),"
+    "  code TEXT NOT NULL,"
+    "  is_active INTEGER NOT NULL DEFAULT 1,"
+    "  visits INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  expires_at INTEGER NOT NULL);"
+    "CREATE UNIQUE INDEX idx_referral_codes_code ON referral_codes(code);"
+    "CREATE INDEX idx_referral_codes_user_id ON referral_codes(user_id);"
+    "CREATE TABLE referrals ("
+    "  id TEXT PRIMARY KEY,"
+    "  referrer_user_id TEXT NOT NULL REFERENCES users(id),"
+    "  referred_user_id TEXT NOT NULL UNIQUE REFERENCES users(id),"
+    "  referral_code_id TEXT REFERENCES referral_codes(id),"
+    "  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending','converted','expired')),"
+    "  created_at INTEGER NOT NULL,"
+    "  converted_at INTEGER,"
+    "  CHECK (referrer_user_id <> referred_user_id));"
+    "CREATE INDEX idx_referrals_referrer_user_id ON referrals(referrer_user_id, created_at);"
+    "CREATE INDEX idx_referrals_status ON referrals(status);"
+    "CREATE INDEX idx_referrals_created_at ON referrals(created_at);"
+    "CREATE TABLE user_rewards ("
+    "  id TEXT PRIMARY KEY,"
+    "  user_id TEXT NOT NULL REFERENCES users(id),"
+    "  reward_type TEXT NOT NULL,"
+    "  reward_value TEXT NOT NULL,"
+    "  source_id TEXT,"
+    "  is_claimed INTEGER NOT NULL DEFAULT 0,"
+    "  created_at INTEGER NOT NULL,"
+    "  claimed_at INTEGER,"
+    "  expires_at INTEGER);"
+    "CREATE INDEX idx_user_rewards_user_id ON user_rewards(user_id);"
+    "CREATE INDEX idx_user_rewards_is_claimed ON user_rewards(is_claimed);"
+    "CREATE TABLE automation_logs ("
+    "  id TEXT PRIMARY KEY,"
+    "  service TEXT NOT NULL,"
+    "  action TEXT NOT NULL,"
+    "  status TEXT NOT NULL CHECK (status IN ('success','failed','pending')),"
+    "  user_id TEXT,"
+    "  details TEXT,"
+    "  error_message TEXT,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX idx_automation_logs_service ON automation_logs(service);"
+    "CREATE INDEX idx_automation_logs_created_at ON automation_logs(created_at);"
+    "CREATE TABLE api_keys ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  prefix TEXT NOT NULL,"
+    "  key_hash TEXT NOT NULL UNIQUE,"
+    "  scopes INTEGER NOT NULL,"
+    "  retailer_id TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  revoked_at INTEGER);",
+};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+/* ---- connection and statement helpers ---- */
+
+static int db_fail(struct sconn *c, const char *what)
+{
+    log_error("sqlite: %s: %s", what, sqlite3_errmsg(c->db));
+    return TE_DB;
+}
+
+static int exec(struct sconn *c, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        log_error("sqlite: %s: %s", sql, msg ? msg : "?");
+        sqlite3_free(msg);
+        return TE_DB;
+    }
+    return 0;
+}
+
+/* The cached statement for sql (a string literal: cached by address), reset and unbound. */
+static sqlite3_stmt *prep(struct sconn *c, const char *sql)
+{
+    for (int i = 0; i < c->n; i++) {
+        if (c->cache[i].sql == sql) {
+            sqlite3_reset(c->cache[i].st);
+            sqlite3_clear_bindings(c->cache[i].st);
+            return c->cache[i].st;
+        }
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
+        log_error("sqlite: prepare: %s: %s", sqlite3_errmsg(c->db), sql);
+        return NULL;
+    }
+    if (c->n < STMT_CACHE_MAX) {
+        c->cache[c->n].sql = sql;
+        c->cache[c->n].st = st;
+        c->n++;
+    } else {
+        log_warn("sqlite: statement cache full");
+    }
+    return st;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v && *v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    str_copy(out, cap, t ? (const char *)t : "");
+}
+
+static int s_open(const char *url, bool writer, void **conn_out)
+{
+    struct sconn *c = calloc(1, sizeof *c);
+    if (!c)
+        return TE_NOMEM;
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(url, &c->db, flags, NULL) != SQLITE_OK) {
+        log_error("sqlite: cannot open %s: %s", url, c->db ? sqlite3_errmsg(c->db) : "no memory");
+        sqlite3_close(c->db);
+        free(c);
+        return TE_DB;
+    }
+    sqlite3_busy_timeout(c->db, 10000);
+    int rc = exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+                     "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;");
+    (void)writer;
+    if (rc) {
+        sqlite3_close(c->db);
+        free(c);
+        return rc;
+    }
+    *conn_out = c;
+    return 0;
+}
+
+static void s_close(void *conn)
+{
+    struct sconn *c = conn;
+    if (!c)
+        return;
+    for (int i = 0; i < c->n; i++)
+        sqlite3_finalize(c->cache[i].st);
+    sqlite3_close(c->db);
+    free(c);
+}
+
+static int s_migrate(void *conn, bool verbose)
+{
+    struct sconn *c = conn;
+    if (exec(c, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " applied_at INTEGER NOT NULL)"))
+        return TE_DB;
+    for (int v = 1; v <= N_MIGRATIONS; v++) {
+        if (exec(c, "BEGIN IMMEDIATE"))
+            return TE_DB;
+        sqlite3_stmt *st = NULL;
+        sqlite3_prepare_v2(c->db, "SELECT 1 FROM schema_migrations WHERE version = ?", -1, &st,
+                           NULL);
+        sqlite3_bind_int(st, 1, v);
+        bool applied = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+        if (applied) {
+            exec(c, "COMMIT");
+            continue;
+        }
+        if (exec(c, migrations[v - 1])) {
+            exec(c, "ROLLBACK");
+            return TE_DB;
+        }
+        sqlite3_prepare_v2(c->db, "INSERT INTO schema_migrations VALUES (?, ?)", -1, &st, NULL);
+        sqlite3_bind_int(st, 1, v);
+        sqlite3_bind_int64(st, 2, now_ms());
+        int r = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (r != SQLITE_DONE || exec(c, "COMMIT")) {
+            exec(c, "ROLLBACK");
+            return db_fail(c, "migration");
+        }
+        if (verbose)
+            printf("applied migration %d\n", v);
+    }
+    return 0;
+}
+
+static int s_ping(void *conn)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st = prep(c, "SELECT 1");
+    if (!st)
+        return TE_DB;
+    int r = sqlite3_step(st);
+    sqlite3_reset(st);
+    return r == SQLITE_ROW ? 0 : TE_DB;
+}
+
+static int s_begin(void *conn)
+{
+    return exec(conn, "BEGIN IMMEDIATE");
+}
+
+static int s_commit(void *conn)
+{
+    return exec(conn, "COMMIT");
+}
+
+static void s_rollback(void *conn)
+{
+    struct sconn *c = conn;
+    if (!sqlite3_get_autocommit(c->db))
+        exec(c, "ROLLBACK");
+}
+
+static int s_savepoint(void *conn)
+{
+    return exec(conn, "SAVEPOINT w");
+}
+
+static int s_release(void *conn)
+{
+    return exec(conn, "RELEASE w");
+}
+
+static void s_rollback_to(void *conn)
+{
+    exec(conn, "ROLLBACK TO w");
+}
+
+/* ---- reads ---- */
+
+#define USER_COLS                                                                              \
+    "u.id, u.name, u.email, u.password_hash, COALESCE(u.referred_by, ''), u.is_admin,"         \
+    " COALESCE(u.premium_until, 0), u.created_at,"                                             \
+    " COALESCE((SELECT code FROM referral_codes rc WHERE rc.user_id = u.id AND rc.is_active = 1" \
+    "   AND rc.expires_at > ?2 ORDER BY rc.created_at DESC LIMIT 1), '')"
+
+static void read_user(sqlite3_stmt *st, struct user *u)
+{
+    col_text(st, 0, u->id, sizeof u->id);
+    col_text(st, 1, u->name, sizeof u->name);
+    col_text(st, 2, u->email, sizeof u->email);
+    col_text(st, 3, u->password_hash, sizeof u->password_hash);
+    col_text(st, 4, u->referred_by, sizeof u->referred_by);
+    u->is_admin = sqlite3_column_int(st, 5) != 0;
+    u->premium_until = sqlite3_column_int64(st, 6);
+    u->created_at = sqlite3_column_int64(st, 7);
+    col_text(st, 8, u->referral_code, sizeof u->referral_code);
+}
+
+static int user_query(struct sconn *c, const char *sql, const char *key, struct user *out)
+{
+    sqlite3_stmt *st = prep(c, sql);
+    if (!st)
+        return TE_DB;
+    bind_text(st, 1, key);
+    sqlite3_bind_int64(st, 2, now_ms());
+    int r = sqlite3_step(st), rc;
+    if (r == SQLITE_ROW) {
+        read_user(st, out);
+        rc = 0;
+    } else {
+        rc = r == SQLITE_DONE ? TE_USER_NOT_FOUND : db_fail(c, "user");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static const char SQL_USER_GET[] = "SELECT " USER_COLS " FROM users u WHERE u.id = ?1";
+static const char SQL_USER_BY_EMAIL[] = "SELECT " USER_COLS " FROM users u WHERE u.email = ?1";
+
+static int s_user_get(void *conn, const char *id, struct user *out)
+{
+    return user_query(conn, SQL_USER_GET, id, out);
+}
+
+static int s_user_by_email(void *conn, const char *email, struct user *out)
+{
+    return user_query(conn, SQL_USER_BY_EMAIL, email, out);
+}
+
+static const char SQL_CODE_GET[] = "SELECT id, user_id, code, is_active, created_at, expires_at"
+                                   " FROM referral_codes WHERE code = ?1";
+
+static int code_get(struct sconn *c, const char *code, struct ref_code *out)
+{
+    sqlite3_stmt *st = prep(c, SQL_CODE_GET);
+    if (!st)
+        return TE_DB;
+    bind_text(st, 1, code);
+    int r = sqlite3_step(st), rc = TE_CODE_INVALID;
+    if (r == SQLITE_ROW) {
+        col_text(st, 0, out->id, sizeof out->id);
+        col_text(st, 1, out->user_id, sizeof out->user_id);
+        col_text(st, 2, out->code, sizeof out->code);
+        out->active = sqlite3_column_int(st, 3) != 0;
+        out->created_at = sqlite3_column_int64(st, 4);
+        out->expires_at = sqlite3_column_int64(st, 5);
+        rc = 0;
+    } else if (r != SQLITE_DONE) {
+        rc = db_fail(c, "code");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int s_code_get(void *conn, const char *code, struct ref_code *out)
+{
+    return code_get(conn, code, out);
+}
+
+static const char SQL_STATS[] =
+    "SELECT COUNT(*), COALESCE(SUM(status = 'converted'), 0), COALESCE(SUM(status = 'pending'), 0),"
+    " (SELECT COUNT(*) FROM user_rewards WHERE user_id = ?1)"
+    " FROM referrals WHERE referrer_user_id = ?1";
+
+static int s_referral_stats(void *conn, const char *user_id, struct referral_stats *out)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st = prep(c, SQL_STATS);
+    if (!st)
+        return TE_DB;
+    bind_text(st, 1, user_id);
+    int r = sqlite3_step(st), rc = 0;
+    if (r == SQLITE_ROW) {
+        out->total = sqlite3_column_int64(st, 0);
+        out->converted = sqlite3_column_int64(st, 1);
+        out->pending = sqlite3_column_int64(st, 2);
+        out->rewards = sqlite3_column_int64(st, 3);
+    } else {
+        rc = db_fail(c, "stats");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static const char SQL_LEADERBOARD[] =
+    "SELECT u.id, u.name, u.email, t.total, t.conv,"
+    " RANK() OVER (ORDER BY t.conv DESC, t.total DESC) AS rnk"
+    " FROM (SELECT referrer_user_id AS uid, COUNT(*) AS total, SUM(status = 'converted') AS conv"
+    "       FROM referrals WHERE created_at >= ?1 GROUP BY referrer_user_id) t"
+    " JOIN users u ON u.id = t.uid"
+    " ORDER BY rnk, u.created_at, u.id LIMIT ?2 OFFSET ?3";
+
+static int s_leaderboard(void *conn, int64_t since_ms, int limit, int offset,
+                         struct lb_row *rows, int *n_out)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st = prep(c, SQL_LEADERBOARD);
+    if (!st)
+        return TE_DB;
+    sqlite3_bind_int64(st, 1, since_ms);
+    sqlite3_bind_int(st, 2, limit);
+    sqlite3_bind_int(st, 3, offset);
+    int n = 0, r, rc = 0;
+    while (n < limit && (r = sqlite3_step(st)) == SQLITE_ROW) {
+        struct lb_row *row = &rows[n++];
+        col_text(st, 0, row->user_id, sizeof row->user_id);
+        col_text(st, 1, row->name, sizeof row->name);
+        col_text(st, 2, row->email, sizeof row->email);
+        row->total = sqlite3_column_int64(st, 3);
+        row->converted = sqlite3_column_int64(st, 4);
+        row->rank = sqlite3_column_int64(st, 5);
+    }
+    if (n < limit && r != SQLITE_DONE)
+        rc = db_fail(c, "leaderboard");
+    sqlite3_reset(st);
+    *n_out = n;
+    return rc;
+}
+
+static void read_apikey(sqlite3_stmt *st, struct apikey *k)
+{
+    col_text(st, 0, k->id, sizeof k->id);
+    col_text(st, 1, k->name, sizeof k->name);
+    col_text(st, 2, k->prefix, sizeof k->prefix);
+    k->scopes = (unsigned)sqlite3_column_int(st, 3);
+    col_text(st, 4, k->retailer_id, sizeof k->retailer_id);
+    k->created_at = sqlite3_column_int64(st, 5);
+    k->revoked_at = sqlite3_column_int64(st, 6);
+}
+
+#define APIKEY_COLS                                                                            \
+    "id, name, prefix, scopes, COALESCE(retailer_id, ''), created_at, COALESCE(revoked_at, 0)"
+static const char SQL_APIKEY_BY_HASH[] =
+    "SELECT " APIKEY_COLS " FROM api_keys WHERE key_hash = ?1 AND revoked_at IS NULL";
+static const char SQL_APIKEY_LIST[] =
+    "SELECT " APIKEY_COLS " FROM api_keys ORDER BY created_at DESC, id";
+
+static int s_apikey_by_hash(void *conn, const char *hash, struct apikey *out)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st = prep(c, SQL_APIKEY_BY_HASH);
+    if (!st)
+        return TE_DB;
+    bind_text(st, 1, hash);
+    int r = sqlite3_step(st), rc = TE_UNAUTHORIZED;
+    if (r == SQLITE_ROW) {
+        read_apikey(st, out);
+        rc = 0;
+    } else if (r != SQLITE_DONE) {
+        rc = db_fail(c, "apikey");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+static int s_apikey_list(void *conn, void (*fn)(const struct apikey *k, void *arg), void *arg)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st = prep(c, SQL_APIKEY_LIST);
+    if (!st)
+        return TE_DB;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        struct apikey k;
+        read_apikey(st, &k);
+        fn(&k, arg);
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_DONE ? 0 : db_fail(c, "apikey list");
+}
+
+static const char SQL_META_GET[] = "SELECT value FROM meta WHERE key = ?1";
+
+static int s_meta_get(void *conn, const char *key, char *out, size_t cap)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st = prep(c, SQL_META_GET);
+    if (!st)
+        return TE_DB;
+    bind_text(st, 1, key);
+    int r = sqlite3_step(st), rc = TE_NOT_FOUND;
+    if (r == SQLITE_ROW) {
+        col_text(st, 0, out, cap);
+        rc = 0;
+    } else if (r != SQLITE_DONE) {
+        rc = db_fail(c, "meta");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
+
+/* ---- writes ---- */
+
+/* Step a write statement once; returns 0, TE_DB, or the given conflict code on a UNIQUE
+ * violation so callers can map it to a precise error. */
+static int step_write(struct sconn *c, sqlite3_stmt *st, int on_unique)
+{
+    int r = sqlite3_step(st);
+    int ext = sqlite3_extended_errcode(c->db);
+    sqlite3_reset(st);
+    if (r == SQLITE_DONE || r == SQLITE_ROW)
+        return 0;
+    if ((ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY) && on_unique)
+        return on_unique;
+    return db_fail(c, "write");
+}
+
+static const char SQL_CODE_INSERT[] =
+    "INSERT INTO referral_codes (id, user_id, code, is_active, created_at, expires_at)"
+    " VALUES (?1, ?2, ?3, 1, ?4, ?5)";
+
+/* Insert a fresh random code for user, retrying on collision. */
+static int code_create(struct sconn *c, const char *user_id, int len, int64_t now,
+                       int64_t ttl_ms, struct ref_code *out)
+{
+    for (int attempt = 0; attempt < LIMIT_CODE_ATTEMPTS; attempt++) {
+        uint8_t rnd[LIMIT_CODE_LENGTH_MAX];
+        randombytes_buf(rnd, (size_t)len);
+        code_from_random(rnd, len, out->code);
+        uuid_new(out->id);
+        str_copy(out->user_id, sizeof out->user_id, user_id);
+        out->active = true;
+        out->created_at = now;
+        out->expires_at = now + ttl_ms;
+        sqlite3_stmt *st = prep(c, SQL_CODE_INSERT);
+        if (!st)
+            return TE_DB;
+        bind_text(st, 1, out->id);
+        bind_text(st, 2, user_id);
+        bind_text(st, 3, out->code);
+        sqlite3_bind_int64(st, 4, now);
+        sqlite3_bind_int64(st, 5, out->expires_at);
+        int rc = step_write(c, st, 1);
+        if (rc == 0)
+            return 0;
+        if (rc != 1)
+            return rc;
+        log_warn("referral code collision on attempt %d; retrying", attempt + 1);
+    }
+    return TE_UNAVAILABLE;
+}
+
+static const char SQL_REFERRAL_INSERT[] =
+    "INSERT INTO referrals (id, referrer_user_id, referred_user_id, referral_code_id, status,"
+    " created_at) VALUES (?1, ?2, ?3, ?4, 'pending', ?5)";
+static const char SQL_SET_REFERRED_BY[] =
+    "UPDATE users SET referred_by = ?2 WHERE id = ?1 AND referred_by IS NULL";
+static const char SQL_ANCESTOR[] = "SELECT COALESCE(referred_by, '') FROM users WHERE id = ?1";
+
+/* Check code usable by user at now, and record the referral. Used by sign-up and track. */
+static int referral_create(struct sconn *c, const char *user_id, const char *code, int64_t now,
+                           char referral_id[ID_LEN + 1], char referrer_id[ID_LEN + 1])
+{
+    struct ref_code rc;
+    int e = code_get(c, code, &rc);
+    if (e)
+        return e;
+    if (!rc.active)
+        return TE_CODE_INACTIVE;
+    if (rc.expires_at <= now)
+        return TE_CODE_EXPIRED;
+    if (strcmp(rc.user_id, user_id) == 0)
+        return TE_SELF_REFERRAL;
+    /* The new edge user -> referrer must not close a loop: walk the referrer's ancestors. */
+    char cur[ID_LEN + 1];
+    str_copy(cur, sizeof cur, rc.user_id);
+    for (int depth = 0; cur[0] && depth < 1000; depth++) {
+        sqlite3_stmt *st = prep(c, SQL_ANCESTOR);
+        if (!st)
+            return TE_DB;
+        bind_text(st, 1, cur);
+        int r = sqlite3_step(st);
+        if (r == SQLITE_ROW)
+            col_text(st, 0, cur, sizeof cur);
+        else
+            cur[0] = '\0';
+        sqlite3_reset(st);
+        if (cur[0] && strcmp(cur, user_id) == 0)
+            return TE_REFERRAL_CYCLE;
+    }
+    uuid_new(referral_id);
+    sqlite3_stmt *st = prep(c, SQL_REFERRAL_INSERT);
+    if (!st)
+        return TE_DB;
+    bind_text(st, 1, referral_id);
+    bind_text(st, 2, rc.user_id);
+    bind_text(st, 3, user_id);
+    bind_text(st, 4, rc.id);
+    sqlite3_bind_int64(st, 5, now);
+    e = step_write(c, st, TE_ALREADY_REFERRED);
+    if (e)
+        return e;
+    st = prep(c, SQL_SET_REFERRED_BY);
+    if (!st)
+        return TE_DB;
+    bind_text(st, 1, user_id);
+    bind_text(st, 2, rc.user_id);
+    if ((e = step_write(c, st, 0)))
+        return e;
+    if (sqlite3_changes(c->db) != 1)
+        return TE_ALREADY_REFERRED;
+    str_copy(referrer_id, ID_LEN + 1, rc.user_id);
+    return 0;
+}
+
+static const char SQL_USER_INSERT[] =
+    "INSERT INTO users (id, name, email, password_hash, is_admin, created_at)"
+    " VALUES (?1, ?2, ?3, ?4, 0, ?5)";
+
+static int apply_signup(struct sconn *c, struct store_write *w)
+{
+    struct user *u = &w->out.signup.user;
+    memset(u, 0, sizeof *u);
+    uuid_new(u->id);
+    str_copy(u->name, sizeof u->name, w->in.signup.name);
+    str_copy(u->email, sizeof u->email, w->in.signup.email);
+    u->created_at = w->now_ms;
+    sqlite3_stmt *st = prep(c, SQL_USER_INSERT);
+    if (!st)
+        return TE_DB;
+    bind_text(st, 1, u->id);
+    bind_text(st, 2, u->name);
+    bind_text(st, 3, u->email);
+    bind_text(st, 4, w->in.signup.password_hash);
+    sqlite3_bind_int64(st, 5, w->now_ms);
+    int e = step_write(c, st, TE_EMAIL_TAKEN);
+    if (e)
+        return e;
+    w->out.signup.referral_id[0] = '\0';
+    if (w->in.signup.referral_code[0]) {
+        e = referral_create(c, u->id, w->in.signup.referral_code, w->now_ms,
+                            w->out.signup.referral_id, u->referred_by);
+        if (e)
+            return e;
+    }
+    e = code_create(c, u->id, w->in.signup.code_length, w->now_ms, w->in.signup.code_ttl_ms,
+                    &w->out.signup.code);
+    if (e)
+        return e;
+    str_copy(u->referral_code, sizeof u->referral_code, w->out.signup.code.code);
+    return 0;
+}
+
+static const char SQL_ACTIVE_CODE[] = "SELECT 1 FROM referral_codes WHERE user_id = ?1"
+                                      " AND is_active = 1 AND expires_at > ?2";
+static const char SQL_USER_EXISTS[] = "SELECT 1 FROM users WHERE id = ?1";
+
+static int user_exists(struct sconn *c, const char *id)
+{
+    sqlite3_stmt *st = prep(c, SQL_USER_EXISTS);
+    if (!st)
+        return TE_DB;
+    bind_text(st, 1, id);
+    int r = sqlite3_step(st);
+    sqlite3_reset(st);
+    return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? TE_USER_NOT_FOUND : TE_DB;
+}
+
+static int apply_gen_code(struct sconn *c, struct store_write *w)
+{
+    int e = user_exists(c, w->in.gen_code.user_id);
+    if (e)
+        return e;
+    sqlite3_stmt *st = prep(c, SQL_ACTIVE_CODE);
+    if (!st)
+        return TE_DB;
+    bind_text(st, 1, w->in.gen_code.user_id);
+    sqlite3_bind_int64(st, 2, w->now_ms);
+    int r = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (r == SQLITE_ROW)
+        return TE_CODE_EXISTS;
+    if (r != SQLITE_DONE)
+        return db_fail(c, "active code");
+    return code_create(c, w->in.gen_code.user_id, w->in.gen_code.code_length, w->now_ms,
+                       w->in.gen_code.code_ttl_ms, &w->out.gen_code);
+}
+
+static int apply_track(struct sconn *c, struct store_write *w)
+{
+    struct user u;
+    int e = s_user_get(c, w->in.track.user_id, &u);
+    if (e)
+        return e;
+    if (u.referred_by[0])
+        return TE_ALREADY_REFERRED;
+    return referral_create(c, w->in.track.user_id, w->in.track.code, w->now_ms,
+                           w->out.track.referral_id, w->out.track.referrer_id);
+}
+
+static const char SQL_VISIT[] = "UPDATE referral_codes SET visits = visits + 1 WHERE id = ?1";
+static const char SQL_META_PUT[] = "INSERT OR IGNORE INTO meta (key, value) VALUES (?1, ?2)";
+static const char SQL_APIKEY_INSERT[] =
+    "INSERT INTO api_keys (id, name, prefix, key_hash, scopes, retailer_id, created_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+static const char SQL_APIKEY_REVOKE[] =
+    "UPDATE api_keys SET revoked_at = ?2 WHERE (id = ?1 OR prefix = ?1) AND revoked_at IS NULL";
+static const char SQL_SET_ADMIN[] = "UPDATE users SET is_admin = ?2 WHERE email = ?1";
+
+static int apply(void *conn, struct store_write *w)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st;
+    int e;
+    switch (w->op) {
+    case OP_SIGNUP:
+        return apply_signup(c, w);
+    case OP_GENERATE_CODE:
+        return apply_gen_code(c, w);
+    case OP_TRACK:
+        return apply_track(c, w);
+    case OP_CODE_VISIT:
+        if (!(st = prep(c, SQL_VISIT)))
+            return TE_DB;
+        bind_text(st, 1, w->in.visit.code_id);
+        return step_write(c, st, 0);
+    case OP_META_PUT_IF_ABSENT:
+        if (!(st = prep(c, SQL_META_PUT)))
+            return TE_DB;
+        bind_text(st, 1, w->in.meta.key);
+        bind_text(st, 2, w->in.meta.value);
+        if ((e = step_write(c, st, 0)))
+            return e;
+        return s_meta_get(c, w->in.meta.key, w->out.meta.value, sizeof w->out.meta.value);
+    case OP_APIKEY_CREATE:
+        if (!(st = prep(c, SQL_APIKEY_INSERT)))
+            return TE_DB;
+        uuid_new(w->out.apikey.id);
+        bind_text(st, 1, w->out.apikey.id);
+        bind_text(st, 2, w->in.apikey_create.name);
+        bind_text(st, 3, w->in.apikey_create.prefix);
+        bind_text(st, 4, w->in.apikey_create.key_hash);
+        sqlite3_bind_int(st, 5, (int)w->in.apikey_create.scopes);
+        bind_text(st, 6, w->in.apikey_create.retailer_id);
+        sqlite3_bind_int64(st, 7, w->now_ms);
+        return step_write(c, st, 0);
+    case OP_APIKEY_REVOKE:
+        if (!(st = prep(c, SQL_APIKEY_REVOKE)))
+            return TE_DB;
+        bind_text(st, 1, w->in.apikey_revoke.id_or_prefix);
+        sqlite3_bind_int64(st, 2, w->now_ms);
+        if ((e = step_write(c, st, 0)))
+            return e;
+        return sqlite3_changes(c->db) > 0 ? 0 : TE_NOT_FOUND;
+    case OP_USER_SET_ADMIN:
+        if (!(st = prep(c, SQL_SET_ADMIN)))
+            return TE_DB;
+        bind_text(st, 1, w->in.set_admin.email);
+        sqlite3_bind_int(st, 2, w->in.set_admin.admin);
+        if ((e = step_write(c, st, 0)))
+            return e;
+        return sqlite3_changes(c->db) > 0 ? 0 : TE_USER_NOT_FOUND;
+    }
+    return TE_INTERNAL;
+}
+
+const struct store_engine store_engine_sqlite = {
+    .name = "sqlite",
+    .open = s_open,
+    .close = s_close,
+    .migrate = s_migrate,
+    .ping = s_ping,
+    .begin = s_begin,
+    .commit = s_commit,
+    .rollback = s_rollback,
+    .savepoint = s_savepoint,
+    .release = s_release,
+    .rollback_to = s_rollback_to,
+    .apply = apply,
+    .user_get = s_user_get,
+    .user_by_email = s_user_by_email,
+    .code_get = s_code_get,
+    .referral_stats = s_referral_stats,
+    .leaderboard = s_leaderboard,
+    .apikey_by_hash = s_apikey_by_hash,
+    .apikey_list = s_apikey_list,
+    .meta_get = s_meta_get,
+};

@@ -1,0 +1,297 @@
+/* Engine-neutral half of the store: picks the engine from the URL, keeps one read connection
+ * per thread, and runs the writer thread that commits queued writes in groups.
+ *
+ * Why a single writer: SQLite allows one writer at a time anyway, and committing N requests in
+ * one transaction costs one fsync instead of N. Each write runs in its own savepoint so a
+ * failing write (a duplicate email, say) rolls back alone. Callers are answered from done()
+ * only after COMMIT returned, so an answered write is durable. */
+#include "store/store.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "store/store_impl.h"
+
+#define READERS_MAX (LIMIT_HTTP_THREADS_MAX + LIMIT_HASH_THREADS_MAX + 16)
+
+struct store {
+    const struct store_engine *eng;
+    char url[1024];
+    void *wconn;
+    pthread_t writer;
+    bool writer_running;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct store_write *head, *tail;
+    int queued;
+    bool closing;
+
+    pthread_key_t reader_key;
+    pthread_mutex_t readers_mu;
+    void *readers[READERS_MAX];
+    int n_readers;
+};
+
+static const struct store_engine *engine_for(const char *url)
+{
+    (void)url; /* postgres:// URLs select the PostgreSQL engine once it exists */
+    return &store_engine_sqlite;
+}
+
+static void *reader(struct store *s)
+{
+    void *c = pthread_getspecific(s->reader_key);
+    if (c)
+        return c;
+    pthread_mutex_lock(&s->readers_mu);
+    if (s->n_readers < READERS_MAX && s->eng->open(s->url, false, &c) == 0) {
+        s->readers[s->n_readers++] = c;
+        pthread_setspecific(s->reader_key, c);
+    } else {
+        c = NULL;
+    }
+    pthread_mutex_unlock(&s->readers_mu);
+    return c;
+}
+
+#define READ(s, call)                                                                          \
+    do {                                                                                       \
+        void *c_ = reader(s);                                                                  \
+        if (!c_)                                                                               \
+            return TE_DB;                                                                      \
+        return s->eng->call;                                                                   \
+    } while (0)
+
+static void run_batch(struct store *s, struct store_write *batch)
+{
+    const struct store_engine *e = s->eng;
+    int rc = e->begin(s->wconn);
+    for (struct store_write *w = batch; w; w = w->next) {
+        if (rc) {
+            w->rc = rc;
+            continue;
+        }
+        if (e->savepoint(s->wconn)) {
+            w->rc = TE_DB;
+            continue;
+        }
+        w->rc = e->apply(s->wconn, w);
+        if (w->rc)
+            e->rollback_to(s->wconn);
+        if (e->release(s->wconn))
+            w->rc = w->rc ? w->rc : TE_DB;
+    }
+    if (rc == 0 && e->commit(s->wconn)) {
+        e->rollback(s->wconn);
+        for (struct store_write *w = batch; w; w = w->next)
+            if (w->rc == 0)
+                w->rc = TE_DB;
+    }
+    struct store_write *w = batch;
+    while (w) {
+        struct store_write *next = w->next;
+        w->next = NULL;
+        w->done(w); /* may free w */
+        w = next;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->head && !s->closing)
+            pthread_cond_wait(&s->cv, &s->mu);
+        if (!s->head && s->closing) {
+            pthread_mutex_unlock(&s->mu);
+            break;
+        }
+        struct store_write *batch = s->head, *last = batch;
+        int n = 1;
+        while (last->next && n < LIMIT_WRITE_BATCH) {
+            last = last->next;
+            n++;
+        }
+        s->head = last->next;
+        if (!s->head)
+            s->tail = NULL;
+        last->next = NULL;
+        s->queued -= n;
+        pthread_mutex_unlock(&s->mu);
+        run_batch(s, batch);
+    }
+    return NULL;
+}
+
+static int open_common(const char *url, struct store **out, bool start_writer, bool verbose)
+{
+    struct store *s = calloc(1, sizeof *s);
+    if (!s)
+        return TE_NOMEM;
+    s->eng = engine_for(url);
+    str_copy(s->url, sizeof s->url, url);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    pthread_mutex_init(&s->readers_mu, NULL);
+    pthread_key_create(&s->reader_key, NULL);
+    int rc = s->eng->open(url, true, &s->wconn);
+    if (rc == 0)
+        rc = s->eng->migrate(s->wconn, verbose);
+    if (rc == 0 && start_writer) {
+        if (pthread_create(&s->writer, NULL, writer_main, s) == 0)
+            s->writer_running = true;
+        else
+            rc = TE_INTERNAL;
+    }
+    if (rc) {
+        store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+int store_open(const char *url, struct store **out)
+{
+    return open_common(url, out, true, false);
+}
+
+int store_migrate(const char *url)
+{
+    struct store *s;
+    int rc = open_common(url, &s, false, true);
+    if (rc == 0)
+        store_close(s);
+    return rc;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    s->closing = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (s->writer_running)
+        pthread_join(s->writer, NULL);
+    for (int i = 0; i < s->n_readers; i++)
+        s->eng->close(s->readers[i]);
+    if (s->wconn)
+        s->eng->close(s->wconn);
+    pthread_key_delete(s->reader_key);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    pthread_mutex_destroy(&s->readers_mu);
+    free(s);
+}
+
+int store_submit(struct store *s, struct store_write *w)
+{
+    assert(w && w->done);
+    w->next = NULL;
+    w->rc = 0;
+    if (w->now_ms == 0)
+        w->now_ms = now_ms();
+    pthread_mutex_lock(&s->mu);
+    if (s->closing || !s->writer_running || s->queued >= LIMIT_WRITE_QUEUE) {
+        pthread_mutex_unlock(&s->mu);
+        return TE_UNAVAILABLE;
+    }
+    if (s->tail)
+        s->tail->next = w;
+    else
+        s->head = w;
+    s->tail = w;
+    s->queued++;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return 0;
+}
+
+struct sync_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+static void sync_done(struct store_write *w)
+{
+    struct sync_wait *sw = w->arg;
+    pthread_mutex_lock(&sw->mu);
+    sw->done = true;
+    pthread_cond_signal(&sw->cv);
+    pthread_mutex_unlock(&sw->mu);
+}
+
+int store_exec(struct store *s, struct store_write *w)
+{
+    struct sync_wait sw = {.done = false};
+    pthread_mutex_init(&sw.mu, NULL);
+    pthread_cond_init(&sw.cv, NULL);
+    w->done = sync_done;
+    w->arg = &sw;
+    int rc = store_submit(s, w);
+    if (rc == 0) {
+        pthread_mutex_lock(&sw.mu);
+        while (!sw.done)
+            pthread_cond_wait(&sw.cv, &sw.mu);
+        pthread_mutex_unlock(&sw.mu);
+        rc = w->rc;
+    }
+    pthread_mutex_destroy(&sw.mu);
+    pthread_cond_destroy(&sw.cv);
+    return rc;
+}
+
+int store_ping(struct store *s)
+{
+    READ(s, ping(c_));
+}
+
+int store_user_get(struct store *s, const char *id, struct user *out)
+{
+    READ(s, user_get(c_, id, out));
+}
+
+int store_user_by_email(struct store *s, const char *email, struct user *out)
+{
+    READ(s, user_by_email(c_, email, out));
+}
+
+int store_code_get(struct store *s, const char *code, struct ref_code *out)
+{
+    READ(s, code_get(c_, code, out));
+}
+
+int store_referral_stats(struct store *s, const char *user_id, struct referral_stats *out)
+{
+    READ(s, referral_stats(c_, user_id, out));
+}
+
+int store_leaderboard(struct store *s, int64_t since_ms, int limit, int offset,
+                      struct lb_row *rows, int *n_out)
+{
+    READ(s, leaderboard(c_, since_ms, limit, offset, rows, n_out));
+}
+
+int store_apikey_by_hash(struct store *s, const char *hash, struct apikey *out)
+{
+    READ(s, apikey_by_hash(c_, hash, out));
+}
+
+int store_apikey_list(struct store *s, void (*fn)(const struct apikey *k, void *arg), void *arg)
+{
+    READ(s, apikey_list(c_, fn, arg));
+}
+
+int store_meta_get(struct store *s, const char *key, char *out, size_t cap)
+{
+    READ(s, meta_get(c_, key, out, cap));
+}

@@ -1,0 +1,43 @@
+/* The contract between store.c (engine-neutral: connections per thread, the writer thread,
+ * group commit) and an engine (sqlite.c; pg.c later). Not for use outside src/store/. */
+#ifndef TALLY_STORE_IMPL_H
+#define TALLY_STORE_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "store/store.h"
+
+struct store_engine {
+    const char *name;
+    /* Open a connection; writer says whether it will be the writer. 0 or TE_DB. */
+    int (*open)(const char *url, bool writer, void **conn_out);
+    void (*close)(void *conn);
+    /* Apply pending migrations; verbose prints each one applied. 0 or TE_DB. */
+    int (*migrate)(void *conn, bool verbose);
+    int (*ping)(void *conn);
+    /* Transaction control for the writer's group commit. 0 or TE_DB. */
+    int (*begin)(void *conn);
+    int (*commit)(void *conn);
+    void (*rollback)(void *conn);
+    int (*savepoint)(void *conn);
+    int (*release)(void *conn);
+    void (*rollback_to)(void *conn);
+    /* Apply one write inside the open transaction. 0 or TE_*; on error the caller rolls the
+     * savepoint back, so apply need not undo its own partial work. */
+    int (*apply)(void *conn, struct store_write *w);
+    /* Reads, mirroring store.h. */
+    int (*user_get)(void *conn, const char *id, struct user *out);
+    int (*user_by_email)(void *conn, const char *email, struct user *out);
+    int (*code_get)(void *conn, const char *code, struct ref_code *out);
+    int (*referral_stats)(void *conn, const char *user_id, struct referral_stats *out);
+    int (*leaderboard)(void *conn, int64_t since_ms, int limit, int offset, struct lb_row *rows,
+                       int *n_out);
+    int (*apikey_by_hash)(void *conn, const char *hash, struct apikey *out);
+    int (*apikey_list)(void *conn, void (*fn)(const struct apikey *k, void *arg), void *arg);
+    int (*meta_get)(void *conn, const char *key, char *out, size_t cap);
+};
+
+extern const struct store_engine store_engine_sqlite;
+
+#endif
