@@ -26,5 +26,6 @@ int cmd_serve(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_apikey(int argc, char **argv);
 int cmd_user(int argc, char **argv);
+int cmd_bench_hash(int argc, char **argv);
 
 #endif
