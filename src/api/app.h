@@ -12,6 +12,8 @@
 #include "store/store.h"
 
 struct lb_cache;
+struct zone_cache;
+struct tz;
 
 struct app {
     struct config cfg;
@@ -23,6 +25,7 @@ struct app {
     struct throttle *login_account;
     struct throttle *login_address;
     struct lb_cache *lb;
+    struct zone_cache *zones;
     atomic_uint referral_gen;     /* bumped on every referral change: invalidates the cache */
     int64_t started_ms;
 };
@@ -36,6 +39,24 @@ int api_authenticate(struct req *r, unsigned need);
 /* Leaderboard cache lifecycle (api/referral.c). */
 struct lb_cache *lb_cache_new(void);
 void lb_cache_free(struct lb_cache *c);
+
+/* Time zone cache (api/zones.c). zone_get returns a borrowed zone valid until
+ * zone_cache_free, or NULL for an unknown name. */
+struct zone_cache *zone_cache_new(void);
+void zone_cache_free(struct zone_cache *c);
+const struct tz *zone_get(struct zone_cache *c, const char *name);
+
+/* Money as the API shows it: "12.34". New reference. */
+json_t *api_money_json(int64_t cents);
+/* Parse a money field (JSON number or decimal string, > 0, <= max) into cents; 0 or
+ * TE_VALIDATION naming the field. *present says whether it was given at all. */
+int api_money_field(struct req *r, const char *field, int64_t max_cents, int64_t *cents,
+                    bool *present);
+/* An id field: a non-empty string of at most 36 bytes, or absent (*out stays NULL). */
+int api_id_field(struct req *r, const char *field, bool required, const char **out);
+/* A query parameter as an integer in [min, max], or def when absent. */
+int api_query_int(struct req *r, const char *name, long long min, long long max, long long def,
+                  long long *out);
 
 /* JSON for a user as every endpoint shows it. New reference. */
 json_t *api_user_json(const struct user *u);
@@ -56,5 +77,21 @@ int api_referral_track(struct req *r);
 int api_referral_stats(struct req *r);
 int api_referral_leaderboard(struct req *r);
 int api_referral_redirect(struct req *r);
+int api_referral_convert(struct req *r);
+int api_referral_rewards(struct req *r);
+int api_referral_claim_reward(struct req *r);
+int api_purchase_create(struct req *r);
+int api_purchase_refund(struct req *r);
+int api_wallet_get(struct req *r);
+int api_wallet_ledger(struct req *r);
+int api_earnings_get(struct req *r);
+int api_redemption_create(struct req *r);
+int api_admin_list(struct req *r);
+int api_admin_get(struct req *r);
+int api_admin_create(struct req *r);
+int api_admin_update(struct req *r);
+int api_admin_deactivate(struct req *r);
+int api_admin_retailer_key(struct req *r);
+int api_catalog_list(struct req *r);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "api/app.h"
 #include "core/err.h"
+#include "domain/money.h"
 #include "security/apikey.h"
 #include "security/token.h"
 
@@ -90,4 +91,71 @@ int api_authenticate(struct req *r, unsigned need)
     if ((need & AUTH_ADMIN_USER) && r->who.user.is_admin)
         return 0;
     return req_fail(r, TE_FORBIDDEN, NULL, "Signed-in users may not call this endpoint");
+}
+
+json_t *api_money_json(int64_t cents)
+{
+    char buf[MONEY_TEXT_MAX];
+    money_format(cents, buf);
+    return json_string(buf);
+}
+
+int api_money_field(struct req *r, const char *field, int64_t max_cents, int64_t *cents,
+                    bool *present)
+{
+    json_t *v = r->body ? json_object_get(r->body, field) : NULL;
+    *present = v && !json_is_null(v);
+    if (!*present)
+        return 0;
+    int e;
+    if (json_is_string(v))
+        e = money_parse(json_string_value(v), max_cents, cents);
+    else if (json_is_integer(v))
+        e = json_integer_value(v) < 0 || json_integer_value(v) > max_cents / 100
+                ? (json_integer_value(v) < 0 ? MONEY_BAD_FORMAT : MONEY_TOO_LARGE)
+                : (*cents = json_integer_value(v) * 100, MONEY_OK);
+    else if (json_is_real(v))
+        e = money_from_json_real(json_real_value(v), max_cents, cents);
+    else
+        e = MONEY_BAD_FORMAT;
+    char maxs[MONEY_TEXT_MAX];
+    money_format(max_cents, maxs);
+    if (e == MONEY_TOO_PRECISE)
+        return req_fail(r, TE_VALIDATION, field, "%s must have at most 2 decimal places", field);
+    if (e == MONEY_TOO_LARGE)
+        return req_fail(r, TE_VALIDATION, field, "%s must be at most %s", field, maxs);
+    if (e || *cents <= 0)
+        return req_fail(r, TE_VALIDATION, field,
+                        "%s must be a positive amount such as 12.34 (a JSON number or a decimal "
+                        "string)",
+                        field);
+    return 0;
+}
+
+int api_id_field(struct req *r, const char *field, bool required, const char **out)
+{
+    *out = NULL;
+    json_t *v = r->body ? json_object_get(r->body, field) : NULL;
+    if (!v || json_is_null(v)) {
+        if (required)
+            return req_fail(r, TE_VALIDATION, field, "%s is required", field);
+        return 0;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > ID_LEN)
+        return req_fail(r, TE_VALIDATION, field, "%s must be an id string", field);
+    *out = json_string_value(v);
+    return 0;
+}
+
+int api_query_int(struct req *r, const char *name, long long min, long long max, long long def,
+                  long long *out)
+{
+    const char *v = req_query(r, name);
+    *out = def;
+    if (!v)
+        return 0;
+    if (config_parse_int(v, min, max, out))
+        return req_fail(r, TE_VALIDATION, name, "%s must be an integer from %lld to %lld", name,
+                        min, max);
+    return 0;
 }

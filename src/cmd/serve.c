@@ -78,7 +78,8 @@ int cmd_serve(int argc, char **argv)
     app->login_account = throttle_new(LIMIT_LOGIN_FAILS_ACCOUNT, LIMIT_LOGIN_WINDOW_S);
     app->login_address = throttle_new(LIMIT_LOGIN_FAILS_ADDRESS, LIMIT_LOGIN_WINDOW_S);
     app->lb = lb_cache_new();
-    if (!app->login_account || !app->login_address || !app->lb ||
+    app->zones = zone_cache_new();
+    if (!app->login_account || !app->login_address || !app->lb || !app->zones ||
         workq_new(app->cfg.hash_threads, LIMIT_HASH_QUEUE, &app->hashq))
         goto out;
     struct http_config hc = {
@@ -99,13 +100,17 @@ int cmd_serve(int argc, char **argv)
     log_event("info", "stopping", json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
     rc = 0;
 out:
-    http_server_stop(app->http);
+    /* Order matters: stop accepting; finish queued hashes while their connections are alive
+     * (each resumes its request); then wait for the rest and close; then the database. */
+    http_server_quiesce(app->http);
     if (app->hashq)
         workq_free(app->hashq);
+    http_server_stop(app->http);
     store_close(app->store);
     throttle_free(app->login_account);
     throttle_free(app->login_address);
     lb_cache_free(app->lb);
+    zone_cache_free(app->zones);
     sodium_memzero(app->jwt_secret, sizeof app->jwt_secret);
     sodium_memzero(app->cfg.jwt_secret, sizeof app->cfg.jwt_secret);
     free(app);

@@ -27,6 +27,7 @@ void config_defaults(struct config *c)
     c->code_length = 8;
     c->code_expiry_days = 365;
     c->reward_days = 30;
+    c->reward_claim_days = 90;
     c->master_threshold = 5;
     c->automation_enabled = true;
     c->commission_levels = 2;
@@ -159,6 +160,7 @@ int config_from_env(struct config *c, const char *(*get)(const char *name), char
     INT("REFERRAL_CODE_LENGTH", LIMIT_CODE_LENGTH_MIN, LIMIT_CODE_LENGTH_MAX, code_length);
     INT("REFERRAL_CODE_EXPIRATION_DAYS", 1, LIMIT_CODE_EXPIRY_DAYS_MAX, code_expiry_days);
     INT("REFERRAL_REWARD_DAYS", 0, 3650, reward_days);
+    INT("TALLY_REWARD_CLAIM_DAYS", 1, 3650, reward_claim_days);
     INT("REFERRAL_MASTER_THRESHOLD", 1, 1000000, master_threshold);
     BOOL("ENABLE_AUTOMATION_WORKER", automation_enabled);
     INT("TALLY_COMMISSION_MIN_CENTS", 0, LIMIT_AMOUNT_CENTS_MAX, commission_min_cents);
@@ -195,6 +197,11 @@ int config_from_env(struct config *c, const char *(*get)(const char *name), char
         char buf[128];
         if (!str_copy(buf, sizeof buf, s))
             FAIL("TALLY_COMMISSION_RATES is too long");
+        /* strtok_r would silently skip an empty level, so "5,,1" would pay level 2 what was
+         * meant for level 3: refuse it instead of guessing. */
+        size_t len = strlen(buf);
+        if (buf[0] == ',' || buf[len - 1] == ',' || strstr(buf, ",,"))
+            FAIL("TALLY_COMMISSION_RATES has an empty level (got \"%s\")", s);
         int n = 0;
         char *save = NULL;
         for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {

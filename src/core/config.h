@@ -28,6 +28,7 @@ struct config {
     int code_length;
     int code_expiry_days;
     int reward_days;
+    int reward_claim_days; /* how long a conversion reward can be claimed */
     int master_threshold;
     bool automation_enabled;
     /* money (issue 3) */

@@ -28,7 +28,22 @@
     X(TE_TOO_LARGE, 413, "payload_too_large", "Request body is too large")                      \
     X(TE_UNPROCESSABLE, 422, "unprocessable", "The request cannot be processed")                \
     X(TE_RATE_LIMITED, 429, "rate_limited", "Too many attempts; retry later")                   \
-    X(TE_DISABLED, 404, "referral_system_disabled", "The referral system is disabled")
+    X(TE_DISABLED, 404, "referral_system_disabled", "The referral system is disabled")         \
+    X(TE_RETAILER_NOT_FOUND, 404, "retailer_not_found", "Retailer not found")                   \
+    X(TE_PRODUCT_NOT_FOUND, 404, "product_not_found", "Product not found")                      \
+    X(TE_PURCHASE_NOT_FOUND, 404, "purchase_not_found", "Purchase not found")                   \
+    X(TE_ITEM_NOT_FOUND, 404, "item_not_found", "Catalogue item not found")                     \
+    X(TE_REWARD_NOT_FOUND, 404, "reward_not_found", "Reward not found or already claimed")      \
+    X(TE_REFERRAL_NOT_FOUND, 404, "referral_not_found", "This user was not referred")           \
+    X(TE_REWARD_EXPIRED, 400, "reward_expired", "This reward has expired")                      \
+    X(TE_IDEMPOTENCY_MISMATCH, 409, "idempotency_mismatch",                                    \
+      "This transaction id was already used with different content")                          \
+    X(TE_INSUFFICIENT_POINTS, 409, "insufficient_points", "Not enough points")                  \
+    X(TE_OUT_OF_STOCK, 409, "out_of_stock", "This item is out of stock")                        \
+    X(TE_REFUND_EXCEEDS, 409, "refund_exceeds_purchase",                                       \
+      "The refund exceeds what remains of the purchase")                                       \
+    X(TE_CONFLICT, 409, "conflict", "A record with these values already exists")                \
+    X(TE_INACTIVE, 422, "inactive", "This record is deactivated")
 
 enum tally_err {
     TE_OK = 0,

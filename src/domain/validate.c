@@ -83,16 +83,60 @@ int validate_name(const char *in, char *out, size_t cap, const char **why)
     return 0;
 }
 
+/* Code points in s[len], or -1 when it is not valid UTF-8 (stray or missing continuation
+ * bytes, overlong forms, surrogates, beyond U+10FFFF). Control characters are allowed here:
+ * a password is never displayed. */
+static long utf8_count(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    long chars = 0;
+    while (p < end) {
+        unsigned c = *p, cp;
+        size_t n;
+        if (c < 0x80) {
+            p++;
+            chars++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1;
+            cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2;
+            cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return -1;
+        }
+        if ((size_t)(end - p) <= n)
+            return -1;
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return -1;
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return -1;
+        p += n + 1;
+        chars++;
+    }
+    return chars;
+}
+
 int validate_password(const char *in, const char **why)
 {
-    size_t bytes = strlen(in), chars = 0;
+    size_t bytes = strlen(in);
     if (bytes > 4 * LIMIT_PASSWORD_MAX) {
         *why = "must be at most 128 characters";
         return -1;
     }
-    for (size_t i = 0; i < bytes; i++)
-        if (((unsigned char)in[i] & 0xc0) != 0x80)
-            chars++;
+    long chars = utf8_count(in, bytes);
+    if (chars < 0) {
+        *why = "must be valid UTF-8";
+        return -1;
+    }
     if (chars < LIMIT_PASSWORD_MIN) {
         *why = "must be at least 8 characters";
         return -1;

@@ -127,6 +127,8 @@ typedef int (*auth_fn)(struct req *r, unsigned need);
 /* Start listening. routes must outlive the server. 0 or TE_INTERNAL (logged). */
 int http_server_start(const struct http_config *cfg, const struct route *routes, int n_routes,
                       void *app, auth_fn auth, struct http_server **out);
+/* Stop accepting new connections; requests in flight go on. Idempotent. */
+void http_server_quiesce(struct http_server *s);
 /* Stop accepting, wait for requests in flight (bounded), free. */
 void http_server_stop(struct http_server *s);
 /* The port actually bound (for --port 0). */

@@ -2,6 +2,7 @@
  * fastest thing that is obviously correct. */
 #include "http/router.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/err.h"
@@ -55,4 +56,30 @@ int router_match(const struct route *routes, int n, const char *method, const ch
         }
     }
     return path_found ? TE_METHOD : TE_ROUTE_NOT_FOUND;
+}
+
+static void allow_add(char *out, size_t cap, const char *method)
+{
+    /* Methods are whole words separated by ", ": look for the exact item. */
+    size_t n = strlen(method);
+    for (const char *p = out; (p = strstr(p, method)) != NULL; p += n)
+        if ((p == out || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0'))
+            return;
+    size_t used = strlen(out);
+    snprintf(out + used, cap - used, "%s%s", used ? ", " : "", method);
+}
+
+void router_allowed(const struct route *routes, int n, const char *path, char *out,
+                    size_t cap)
+{
+    char buf[512];
+    const char *params[ROUTE_PARAMS_MAX];
+    out[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (!match(routes[i].pattern, path, buf, sizeof buf, params))
+            continue;
+        allow_add(out, cap, routes[i].method);
+        if (strcmp(routes[i].method, "GET") == 0)
+            allow_add(out, cap, "HEAD");
+    }
 }

@@ -13,4 +13,9 @@
 int router_match(const struct route *routes, int n, const char *method, const char *path,
                  char *buf, size_t cap, const char **params, int *index);
 
+/* The methods routes allow on path, as an Allow header value ("GET, HEAD" or "POST, PUT"),
+ * in table order without repeats; GET brings HEAD. Writes "" when no pattern matches. */
+void router_allowed(const struct route *routes, int n, const char *path, char *out,
+                    size_t cap);
+
 #endif

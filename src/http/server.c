@@ -29,6 +29,7 @@
 #include "http/router.h"
 
 #define ROUTES_MAX 128
+#define HTTP_DRAIN_MS 30000 /* longest wait for requests in flight at shutdown */
 #define N_BUCKETS 14
 static const double bucket_s[N_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10};
@@ -52,6 +53,7 @@ struct http_server {
     bool log_requests;
     int port;
     atomic_int in_flight;
+    bool quiesced;
     struct route_metrics metrics[ROUTES_MAX + 1]; /* last: unmatched */
 };
 
@@ -217,8 +219,12 @@ static enum MHD_Result send_response(struct http_conn_state *st)
         snprintf(ra, sizeof ra, "%d", r->retry_after_s);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
-    if (r->status == 405 && r->route == NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, POST, PUT, PATCH, DELETE");
+    if (r->status == 405 && r->route == NULL) {
+        /* RFC 9110: a 405 lists the methods this resource does support. */
+        char allow[128];
+        router_allowed(st->srv->routes, st->srv->n_routes, r->path, allow, sizeof allow);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    }
     if (st->early_reply)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(st->conn, (unsigned)r->status, resp);
@@ -520,17 +526,28 @@ int http_server_port(struct http_server *s)
     return s->port;
 }
 
+void http_server_quiesce(struct http_server *s)
+{
+    if (!s || s->quiesced)
+        return;
+    s->quiesced = true;
+    MHD_socket ls = MHD_quiesce_daemon(s->d);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
+}
+
 void http_server_stop(struct http_server *s)
 {
     if (!s)
         return;
     /* Stop accepting, then let requests in flight (including suspended ones waiting for a
-     * commit) finish, for at most 10 s, before closing every connection. */
-    MHD_socket ls = MHD_quiesce_daemon(s->d);
-    if (ls != MHD_INVALID_SOCKET)
-        close(ls);
-    for (int i = 0; i < 1000 && atomic_load(&s->in_flight) > 0; i++)
+     * hash or a commit) finish before closing every connection. The wait is bounded: a
+     * request still in flight after HTTP_DRAIN_MS is abandoned with its connection. */
+    http_server_quiesce(s);
+    for (int i = 0; i < HTTP_DRAIN_MS / 10 && atomic_load(&s->in_flight) > 0; i++)
         usleep(10000);
+    if (atomic_load(&s->in_flight) > 0)
+        log_warn("stopping with %d requests still in flight", atomic_load(&s->in_flight));
     MHD_stop_daemon(s->d);
     free(s);
 }

@@ -26,7 +26,7 @@ void apikey_generate(char key[APIKEY_LEN + 1], char hash[65],
 
 bool apikey_looks_like(const char *s)
 {
-    return strncmp(s, APIKEY_PREFIX, strlen(APIKEY_PREFIX)) == 0;
+    return strncmp(s, APIKEY_PREFIX, strlen(APIKEY_PREFIX)) == 0 && strlen(s) == APIKEY_LEN;
 }
 
 static const struct {
@@ -51,8 +51,8 @@ int apikey_parse_scopes(const char *s, unsigned *out)
         if (!found)
             return -1;
         p += n;
-        if (*p == ',')
-            p++;
+        if (*p == ',' && *++p == '\0')
+            return -1; /* a trailing comma is an empty scope, like ",," */
     }
     if (!bits)
         return -1;

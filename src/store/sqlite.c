@@ -2,7 +2,7 @@
  *
  * WAL with synchronous=FULL: a transaction that COMMIT returned for survives a power cut, and
  * readers never block the writer. Every statement is prepared once per connection and cached
- * (prep()); every use ends with sqlite3_reset() so no reader keeps an old snapshot pinned. */
+ * (sq_prep()); every use ends with sqlite3_reset() so no reader keeps an old snapshot pinned. */
 #include <sqlite3.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -12,18 +12,8 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "domain/code.h"
-#include "store/store_impl.h"
+#include "store/sqlite_int.h"
 
-#define STMT_CACHE_MAX 96
-
-struct sconn {
-    sqlite3 *db;
-    int n;
-    struct {
-        const char *sql;
-        sqlite3_stmt *st;
-    } cache[STMT_CACHE_MAX];
-};
 
 /* ---- migrations: append only; a released migration is never edited ---- */
 
@@ -93,18 +83,117 @@ static const char *const migrations[] = {
     "  retailer_id TEXT,"
     "  created_at INTEGER NOT NULL,"
     "  revoked_at INTEGER);",
+
+    /* 2: catalogue, purchases, the ledger and its balances, refunds, redemptions */
+    "CREATE TABLE retailers ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  region TEXT,"
+    "  timezone TEXT NOT NULL,"
+    "  is_active INTEGER NOT NULL DEFAULT 1,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE products ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  price_cents INTEGER NOT NULL CHECK (price_cents >= 0),"
+    "  is_active INTEGER NOT NULL DEFAULT 1,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE promotions ("
+    "  id TEXT PRIMARY KEY,"
+    "  product_id TEXT NOT NULL REFERENCES products(id),"
+    "  retailer_id TEXT REFERENCES retailers(id),"
+    "  region TEXT,"
+    "  start_date TEXT NOT NULL,"
+    "  end_date TEXT NOT NULL,"
+    "  award_rate_centi INTEGER NOT NULL CHECK (award_rate_centi >= 0),"
+    "  version INTEGER NOT NULL DEFAULT 1,"
+    "  is_active INTEGER NOT NULL DEFAULT 1,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  CHECK ((retailer_id IS NULL) <> (region IS NULL)),"
+    "  CHECK (start_date <= end_date));"
+    "CREATE UNIQUE INDEX idx_promotions_version ON promotions"
+    "  (product_id, COALESCE(retailer_id, ''), COALESCE(region, ''), version);"
+    "CREATE TABLE reward_items ("
+    "  id TEXT PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  cost_points INTEGER NOT NULL CHECK (cost_points > 0),"
+    "  stock INTEGER CHECK (stock IS NULL OR stock >= 0),"
+    "  is_active INTEGER NOT NULL DEFAULT 1,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE wallets ("
+    "  user_id TEXT PRIMARY KEY REFERENCES users(id),"
+    "  cash_cents INTEGER NOT NULL DEFAULT 0,"
+    "  points INTEGER NOT NULL DEFAULT 0 CHECK (points >= 0),"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE purchases ("
+    "  id TEXT PRIMARY KEY,"
+    "  retailer_key TEXT NOT NULL,"
+    "  transaction_id TEXT NOT NULL,"
+    "  user_id TEXT NOT NULL REFERENCES users(id),"
+    "  retailer_id TEXT REFERENCES retailers(id),"
+    "  product_id TEXT REFERENCES products(id),"
+    "  quantity INTEGER NOT NULL,"
+    "  amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),"
+    "  occurred_at INTEGER NOT NULL,"
+    "  fingerprint TEXT NOT NULL,"
+    "  promotion_id TEXT,"
+    "  points_awarded INTEGER NOT NULL,"
+    "  points_balance_after INTEGER NOT NULL,"
+    "  refunded_cents INTEGER NOT NULL DEFAULT 0"
+    "    CHECK (refunded_cents >= 0 AND refunded_cents <= amount_cents),"
+    "  created_at INTEGER NOT NULL,"
+    "  UNIQUE (retailer_key, transaction_id));"
+    "CREATE INDEX idx_purchases_user_id ON purchases(user_id);"
+    "CREATE TABLE ledger_entries ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  user_id TEXT NOT NULL REFERENCES users(id),"
+    "  account TEXT NOT NULL CHECK (account IN ('cash', 'points')),"
+    "  amount INTEGER NOT NULL CHECK (amount <> 0),"
+    "  kind TEXT NOT NULL,"
+    "  level INTEGER,"
+    "  rate_bps INTEGER,"
+    "  purchase_id TEXT REFERENCES purchases(id),"
+    "  source_user_id TEXT,"
+    "  ref_id TEXT,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX idx_ledger_user ON ledger_entries(user_id, id);"
+    "CREATE INDEX idx_ledger_purchase ON ledger_entries(purchase_id);"
+    "CREATE TRIGGER ledger_immutable_update BEFORE UPDATE ON ledger_entries"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;"
+    "CREATE TRIGGER ledger_immutable_delete BEFORE DELETE ON ledger_entries"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;"
+    "CREATE TABLE refunds ("
+    "  id TEXT PRIMARY KEY,"
+    "  purchase_id TEXT NOT NULL REFERENCES purchases(id),"
+    "  refund_key TEXT NOT NULL,"
+    "  amount_cents INTEGER NOT NULL CHECK (amount_cents > 0),"
+    "  points_reversed INTEGER NOT NULL,"
+    "  points_unrecovered INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  UNIQUE (purchase_id, refund_key));"
+    "CREATE TABLE redemptions ("
+    "  id TEXT PRIMARY KEY,"
+    "  user_id TEXT NOT NULL REFERENCES users(id),"
+    "  item_id TEXT NOT NULL REFERENCES reward_items(id),"
+    "  cost_points INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX idx_redemptions_user ON redemptions(user_id);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
 /* ---- connection and statement helpers ---- */
 
-static int db_fail(struct sconn *c, const char *what)
+int sq_fail(struct sconn *c, const char *what)
 {
     log_error("sqlite: %s: %s", what, sqlite3_errmsg(c->db));
     return TE_DB;
 }
 
-static int exec(struct sconn *c, const char *sql)
+int sq_exec(struct sconn *c, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(c->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -116,7 +205,7 @@ static int exec(struct sconn *c, const char *sql)
 }
 
 /* The cached statement for sql (a string literal: cached by address), reset and unbound. */
-static sqlite3_stmt *prep(struct sconn *c, const char *sql)
+sqlite3_stmt *sq_prep(struct sconn *c, const char *sql)
 {
     for (int i = 0; i < c->n; i++) {
         if (c->cache[i].sql == sql) {
@@ -140,7 +229,7 @@ static sqlite3_stmt *prep(struct sconn *c, const char *sql)
     return st;
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *v)
+void sq_bind_text(sqlite3_stmt *st, int i, const char *v)
 {
     if (v && *v)
         sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
@@ -148,7 +237,7 @@ static void bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
-static void col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
+void sq_col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     str_copy(out, cap, t ? (const char *)t : "");
@@ -167,7 +256,7 @@ static int s_open(const char *url, bool writer, void **conn_out)
         return TE_DB;
     }
     sqlite3_busy_timeout(c->db, 10000);
-    int rc = exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+    int rc = sq_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
                      "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;");
     (void)writer;
     if (rc) {
@@ -193,11 +282,11 @@ static void s_close(void *conn)
 static int s_migrate(void *conn, bool verbose)
 {
     struct sconn *c = conn;
-    if (exec(c, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+    if (sq_exec(c, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
                 " applied_at INTEGER NOT NULL)"))
         return TE_DB;
     for (int v = 1; v <= N_MIGRATIONS; v++) {
-        if (exec(c, "BEGIN IMMEDIATE"))
+        if (sq_exec(c, "BEGIN IMMEDIATE"))
             return TE_DB;
         sqlite3_stmt *st = NULL;
         sqlite3_prepare_v2(c->db, "SELECT 1 FROM schema_migrations WHERE version = ?", -1, &st,
@@ -206,11 +295,11 @@ static int s_migrate(void *conn, bool verbose)
         bool applied = sqlite3_step(st) == SQLITE_ROW;
         sqlite3_finalize(st);
         if (applied) {
-            exec(c, "COMMIT");
+            sq_exec(c, "COMMIT");
             continue;
         }
-        if (exec(c, migrations[v - 1])) {
-            exec(c, "ROLLBACK");
+        if (sq_exec(c, migrations[v - 1])) {
+            sq_exec(c, "ROLLBACK");
             return TE_DB;
         }
         sqlite3_prepare_v2(c->db, "INSERT INTO schema_migrations VALUES (?, ?)", -1, &st, NULL);
@@ -218,9 +307,9 @@ static int s_migrate(void *conn, bool verbose)
         sqlite3_bind_int64(st, 2, now_ms());
         int r = sqlite3_step(st);
         sqlite3_finalize(st);
-        if (r != SQLITE_DONE || exec(c, "COMMIT")) {
-            exec(c, "ROLLBACK");
-            return db_fail(c, "migration");
+        if (r != SQLITE_DONE || sq_exec(c, "COMMIT")) {
+            sq_exec(c, "ROLLBACK");
+            return sq_fail(c, "migration");
         }
         if (verbose)
             printf("applied migration %d\n", v);
@@ -231,7 +320,7 @@ static int s_migrate(void *conn, bool verbose)
 static int s_ping(void *conn)
 {
     struct sconn *c = conn;
-    sqlite3_stmt *st = prep(c, "SELECT 1");
+    sqlite3_stmt *st = sq_prep(c, "SELECT 1");
     if (!st)
         return TE_DB;
     int r = sqlite3_step(st);
@@ -241,34 +330,34 @@ static int s_ping(void *conn)
 
 static int s_begin(void *conn)
 {
-    return exec(conn, "BEGIN IMMEDIATE");
+    return sq_exec(conn, "BEGIN IMMEDIATE");
 }
 
 static int s_commit(void *conn)
 {
-    return exec(conn, "COMMIT");
+    return sq_exec(conn, "COMMIT");
 }
 
 static void s_rollback(void *conn)
 {
     struct sconn *c = conn;
     if (!sqlite3_get_autocommit(c->db))
-        exec(c, "ROLLBACK");
+        sq_exec(c, "ROLLBACK");
 }
 
 static int s_savepoint(void *conn)
 {
-    return exec(conn, "SAVEPOINT w");
+    return sq_exec(conn, "SAVEPOINT w");
 }
 
 static int s_release(void *conn)
 {
-    return exec(conn, "RELEASE w");
+    return sq_exec(conn, "RELEASE w");
 }
 
 static void s_rollback_to(void *conn)
 {
-    exec(conn, "ROLLBACK TO w");
+    sq_exec(conn, "ROLLBACK TO w");
 }
 
 /* ---- reads ---- */
@@ -281,30 +370,30 @@ static void s_rollback_to(void *conn)
 
 static void read_user(sqlite3_stmt *st, struct user *u)
 {
-    col_text(st, 0, u->id, sizeof u->id);
-    col_text(st, 1, u->name, sizeof u->name);
-    col_text(st, 2, u->email, sizeof u->email);
-    col_text(st, 3, u->password_hash, sizeof u->password_hash);
-    col_text(st, 4, u->referred_by, sizeof u->referred_by);
+    sq_col_text(st, 0, u->id, sizeof u->id);
+    sq_col_text(st, 1, u->name, sizeof u->name);
+    sq_col_text(st, 2, u->email, sizeof u->email);
+    sq_col_text(st, 3, u->password_hash, sizeof u->password_hash);
+    sq_col_text(st, 4, u->referred_by, sizeof u->referred_by);
     u->is_admin = sqlite3_column_int(st, 5) != 0;
     u->premium_until = sqlite3_column_int64(st, 6);
     u->created_at = sqlite3_column_int64(st, 7);
-    col_text(st, 8, u->referral_code, sizeof u->referral_code);
+    sq_col_text(st, 8, u->referral_code, sizeof u->referral_code);
 }
 
 static int user_query(struct sconn *c, const char *sql, const char *key, struct user *out)
 {
-    sqlite3_stmt *st = prep(c, sql);
+    sqlite3_stmt *st = sq_prep(c, sql);
     if (!st)
         return TE_DB;
-    bind_text(st, 1, key);
+    sq_bind_text(st, 1, key);
     sqlite3_bind_int64(st, 2, now_ms());
     int r = sqlite3_step(st), rc;
     if (r == SQLITE_ROW) {
         read_user(st, out);
         rc = 0;
     } else {
-        rc = r == SQLITE_DONE ? TE_USER_NOT_FOUND : db_fail(c, "user");
+        rc = r == SQLITE_DONE ? TE_USER_NOT_FOUND : sq_fail(c, "user");
     }
     sqlite3_reset(st);
     return rc;
@@ -328,21 +417,21 @@ static const char SQL_CODE_GET[] = "SELECT id, user_id, code, is_active, created
 
 static int code_get(struct sconn *c, const char *code, struct ref_code *out)
 {
-    sqlite3_stmt *st = prep(c, SQL_CODE_GET);
+    sqlite3_stmt *st = sq_prep(c, SQL_CODE_GET);
     if (!st)
         return TE_DB;
-    bind_text(st, 1, code);
+    sq_bind_text(st, 1, code);
     int r = sqlite3_step(st), rc = TE_CODE_INVALID;
     if (r == SQLITE_ROW) {
-        col_text(st, 0, out->id, sizeof out->id);
-        col_text(st, 1, out->user_id, sizeof out->user_id);
-        col_text(st, 2, out->code, sizeof out->code);
+        sq_col_text(st, 0, out->id, sizeof out->id);
+        sq_col_text(st, 1, out->user_id, sizeof out->user_id);
+        sq_col_text(st, 2, out->code, sizeof out->code);
         out->active = sqlite3_column_int(st, 3) != 0;
         out->created_at = sqlite3_column_int64(st, 4);
         out->expires_at = sqlite3_column_int64(st, 5);
         rc = 0;
     } else if (r != SQLITE_DONE) {
-        rc = db_fail(c, "code");
+        rc = sq_fail(c, "code");
     }
     sqlite3_reset(st);
     return rc;
@@ -361,10 +450,10 @@ static const char SQL_STATS[] =
 static int s_referral_stats(void *conn, const char *user_id, struct referral_stats *out)
 {
     struct sconn *c = conn;
-    sqlite3_stmt *st = prep(c, SQL_STATS);
+    sqlite3_stmt *st = sq_prep(c, SQL_STATS);
     if (!st)
         return TE_DB;
-    bind_text(st, 1, user_id);
+    sq_bind_text(st, 1, user_id);
     int r = sqlite3_step(st), rc = 0;
     if (r == SQLITE_ROW) {
         out->total = sqlite3_column_int64(st, 0);
@@ -372,7 +461,7 @@ static int s_referral_stats(void *conn, const char *user_id, struct referral_sta
         out->pending = sqlite3_column_int64(st, 2);
         out->rewards = sqlite3_column_int64(st, 3);
     } else {
-        rc = db_fail(c, "stats");
+        rc = sq_fail(c, "stats");
     }
     sqlite3_reset(st);
     return rc;
@@ -390,7 +479,7 @@ static int s_leaderboard(void *conn, int64_t since_ms, int limit, int offset,
                          struct lb_row *rows, int *n_out)
 {
     struct sconn *c = conn;
-    sqlite3_stmt *st = prep(c, SQL_LEADERBOARD);
+    sqlite3_stmt *st = sq_prep(c, SQL_LEADERBOARD);
     if (!st)
         return TE_DB;
     sqlite3_bind_int64(st, 1, since_ms);
@@ -399,15 +488,15 @@ static int s_leaderboard(void *conn, int64_t since_ms, int limit, int offset,
     int n = 0, r, rc = 0;
     while (n < limit && (r = sqlite3_step(st)) == SQLITE_ROW) {
         struct lb_row *row = &rows[n++];
-        col_text(st, 0, row->user_id, sizeof row->user_id);
-        col_text(st, 1, row->name, sizeof row->name);
-        col_text(st, 2, row->email, sizeof row->email);
+        sq_col_text(st, 0, row->user_id, sizeof row->user_id);
+        sq_col_text(st, 1, row->name, sizeof row->name);
+        sq_col_text(st, 2, row->email, sizeof row->email);
         row->total = sqlite3_column_int64(st, 3);
         row->converted = sqlite3_column_int64(st, 4);
         row->rank = sqlite3_column_int64(st, 5);
     }
     if (n < limit && r != SQLITE_DONE)
-        rc = db_fail(c, "leaderboard");
+        rc = sq_fail(c, "leaderboard");
     sqlite3_reset(st);
     *n_out = n;
     return rc;
@@ -415,11 +504,11 @@ static int s_leaderboard(void *conn, int64_t since_ms, int limit, int offset,
 
 static void read_apikey(sqlite3_stmt *st, struct apikey *k)
 {
-    col_text(st, 0, k->id, sizeof k->id);
-    col_text(st, 1, k->name, sizeof k->name);
-    col_text(st, 2, k->prefix, sizeof k->prefix);
+    sq_col_text(st, 0, k->id, sizeof k->id);
+    sq_col_text(st, 1, k->name, sizeof k->name);
+    sq_col_text(st, 2, k->prefix, sizeof k->prefix);
     k->scopes = (unsigned)sqlite3_column_int(st, 3);
-    col_text(st, 4, k->retailer_id, sizeof k->retailer_id);
+    sq_col_text(st, 4, k->retailer_id, sizeof k->retailer_id);
     k->created_at = sqlite3_column_int64(st, 5);
     k->revoked_at = sqlite3_column_int64(st, 6);
 }
@@ -434,16 +523,16 @@ static const char SQL_APIKEY_LIST[] =
 static int s_apikey_by_hash(void *conn, const char *hash, struct apikey *out)
 {
     struct sconn *c = conn;
-    sqlite3_stmt *st = prep(c, SQL_APIKEY_BY_HASH);
+    sqlite3_stmt *st = sq_prep(c, SQL_APIKEY_BY_HASH);
     if (!st)
         return TE_DB;
-    bind_text(st, 1, hash);
+    sq_bind_text(st, 1, hash);
     int r = sqlite3_step(st), rc = TE_UNAUTHORIZED;
     if (r == SQLITE_ROW) {
         read_apikey(st, out);
         rc = 0;
     } else if (r != SQLITE_DONE) {
-        rc = db_fail(c, "apikey");
+        rc = sq_fail(c, "apikey");
     }
     sqlite3_reset(st);
     return rc;
@@ -452,7 +541,7 @@ static int s_apikey_by_hash(void *conn, const char *hash, struct apikey *out)
 static int s_apikey_list(void *conn, void (*fn)(const struct apikey *k, void *arg), void *arg)
 {
     struct sconn *c = conn;
-    sqlite3_stmt *st = prep(c, SQL_APIKEY_LIST);
+    sqlite3_stmt *st = sq_prep(c, SQL_APIKEY_LIST);
     if (!st)
         return TE_DB;
     int r;
@@ -462,7 +551,7 @@ static int s_apikey_list(void *conn, void (*fn)(const struct apikey *k, void *ar
         fn(&k, arg);
     }
     sqlite3_reset(st);
-    return r == SQLITE_DONE ? 0 : db_fail(c, "apikey list");
+    return r == SQLITE_DONE ? 0 : sq_fail(c, "apikey list");
 }
 
 static const char SQL_META_GET[] = "SELECT value FROM meta WHERE key = ?1";
@@ -470,16 +559,16 @@ static const char SQL_META_GET[] = "SELECT value FROM meta WHERE key = ?1";
 static int s_meta_get(void *conn, const char *key, char *out, size_t cap)
 {
     struct sconn *c = conn;
-    sqlite3_stmt *st = prep(c, SQL_META_GET);
+    sqlite3_stmt *st = sq_prep(c, SQL_META_GET);
     if (!st)
         return TE_DB;
-    bind_text(st, 1, key);
+    sq_bind_text(st, 1, key);
     int r = sqlite3_step(st), rc = TE_NOT_FOUND;
     if (r == SQLITE_ROW) {
-        col_text(st, 0, out, cap);
+        sq_col_text(st, 0, out, cap);
         rc = 0;
     } else if (r != SQLITE_DONE) {
-        rc = db_fail(c, "meta");
+        rc = sq_fail(c, "meta");
     }
     sqlite3_reset(st);
     return rc;
@@ -489,7 +578,7 @@ static int s_meta_get(void *conn, const char *key, char *out, size_t cap)
 
 /* Step a write statement once; returns 0, TE_DB, or the given conflict code on a UNIQUE
  * violation so callers can map it to a precise error. */
-static int step_write(struct sconn *c, sqlite3_stmt *st, int on_unique)
+int sq_step_write(struct sconn *c, sqlite3_stmt *st, int on_unique)
 {
     int r = sqlite3_step(st);
     int ext = sqlite3_extended_errcode(c->db);
@@ -498,7 +587,7 @@ static int step_write(struct sconn *c, sqlite3_stmt *st, int on_unique)
         return 0;
     if ((ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY) && on_unique)
         return on_unique;
-    return db_fail(c, "write");
+    return sq_fail(c, "write");
 }
 
 static const char SQL_CODE_INSERT[] =
@@ -518,15 +607,15 @@ static int code_create(struct sconn *c, const char *user_id, int len, int64_t no
         out->active = true;
         out->created_at = now;
         out->expires_at = now + ttl_ms;
-        sqlite3_stmt *st = prep(c, SQL_CODE_INSERT);
+        sqlite3_stmt *st = sq_prep(c, SQL_CODE_INSERT);
         if (!st)
             return TE_DB;
-        bind_text(st, 1, out->id);
-        bind_text(st, 2, user_id);
-        bind_text(st, 3, out->code);
+        sq_bind_text(st, 1, out->id);
+        sq_bind_text(st, 2, user_id);
+        sq_bind_text(st, 3, out->code);
         sqlite3_bind_int64(st, 4, now);
         sqlite3_bind_int64(st, 5, out->expires_at);
-        int rc = step_write(c, st, 1);
+        int rc = sq_step_write(c, st, 1);
         if (rc == 0)
             return 0;
         if (rc != 1)
@@ -561,13 +650,13 @@ static int referral_create(struct sconn *c, const char *user_id, const char *cod
     char cur[ID_LEN + 1];
     str_copy(cur, sizeof cur, rc.user_id);
     for (int depth = 0; cur[0] && depth < 1000; depth++) {
-        sqlite3_stmt *st = prep(c, SQL_ANCESTOR);
+        sqlite3_stmt *st = sq_prep(c, SQL_ANCESTOR);
         if (!st)
             return TE_DB;
-        bind_text(st, 1, cur);
+        sq_bind_text(st, 1, cur);
         int r = sqlite3_step(st);
         if (r == SQLITE_ROW)
-            col_text(st, 0, cur, sizeof cur);
+            sq_col_text(st, 0, cur, sizeof cur);
         else
             cur[0] = '\0';
         sqlite3_reset(st);
@@ -575,23 +664,23 @@ static int referral_create(struct sconn *c, const char *user_id, const char *cod
             return TE_REFERRAL_CYCLE;
     }
     uuid_new(referral_id);
-    sqlite3_stmt *st = prep(c, SQL_REFERRAL_INSERT);
+    sqlite3_stmt *st = sq_prep(c, SQL_REFERRAL_INSERT);
     if (!st)
         return TE_DB;
-    bind_text(st, 1, referral_id);
-    bind_text(st, 2, rc.user_id);
-    bind_text(st, 3, user_id);
-    bind_text(st, 4, rc.id);
+    sq_bind_text(st, 1, referral_id);
+    sq_bind_text(st, 2, rc.user_id);
+    sq_bind_text(st, 3, user_id);
+    sq_bind_text(st, 4, rc.id);
     sqlite3_bind_int64(st, 5, now);
-    e = step_write(c, st, TE_ALREADY_REFERRED);
+    e = sq_step_write(c, st, TE_ALREADY_REFERRED);
     if (e)
         return e;
-    st = prep(c, SQL_SET_REFERRED_BY);
+    st = sq_prep(c, SQL_SET_REFERRED_BY);
     if (!st)
         return TE_DB;
-    bind_text(st, 1, user_id);
-    bind_text(st, 2, rc.user_id);
-    if ((e = step_write(c, st, 0)))
+    sq_bind_text(st, 1, user_id);
+    sq_bind_text(st, 2, rc.user_id);
+    if ((e = sq_step_write(c, st, 0)))
         return e;
     if (sqlite3_changes(c->db) != 1)
         return TE_ALREADY_REFERRED;
@@ -611,15 +700,15 @@ static int apply_signup(struct sconn *c, struct store_write *w)
     str_copy(u->name, sizeof u->name, w->in.signup.name);
     str_copy(u->email, sizeof u->email, w->in.signup.email);
     u->created_at = w->now_ms;
-    sqlite3_stmt *st = prep(c, SQL_USER_INSERT);
+    sqlite3_stmt *st = sq_prep(c, SQL_USER_INSERT);
     if (!st)
         return TE_DB;
-    bind_text(st, 1, u->id);
-    bind_text(st, 2, u->name);
-    bind_text(st, 3, u->email);
-    bind_text(st, 4, w->in.signup.password_hash);
+    sq_bind_text(st, 1, u->id);
+    sq_bind_text(st, 2, u->name);
+    sq_bind_text(st, 3, u->email);
+    sq_bind_text(st, 4, w->in.signup.password_hash);
     sqlite3_bind_int64(st, 5, w->now_ms);
-    int e = step_write(c, st, TE_EMAIL_TAKEN);
+    int e = sq_step_write(c, st, TE_EMAIL_TAKEN);
     if (e)
         return e;
     w->out.signup.referral_id[0] = '\0';
@@ -641,12 +730,12 @@ static const char SQL_ACTIVE_CODE[] = "SELECT 1 FROM referral_codes WHERE user_i
                                       " AND is_active = 1 AND expires_at > ?2";
 static const char SQL_USER_EXISTS[] = "SELECT 1 FROM users WHERE id = ?1";
 
-static int user_exists(struct sconn *c, const char *id)
+int sq_user_exists(struct sconn *c, const char *id)
 {
-    sqlite3_stmt *st = prep(c, SQL_USER_EXISTS);
+    sqlite3_stmt *st = sq_prep(c, SQL_USER_EXISTS);
     if (!st)
         return TE_DB;
-    bind_text(st, 1, id);
+    sq_bind_text(st, 1, id);
     int r = sqlite3_step(st);
     sqlite3_reset(st);
     return r == SQLITE_ROW ? 0 : r == SQLITE_DONE ? TE_USER_NOT_FOUND : TE_DB;
@@ -654,20 +743,20 @@ static int user_exists(struct sconn *c, const char *id)
 
 static int apply_gen_code(struct sconn *c, struct store_write *w)
 {
-    int e = user_exists(c, w->in.gen_code.user_id);
+    int e = sq_user_exists(c, w->in.gen_code.user_id);
     if (e)
         return e;
-    sqlite3_stmt *st = prep(c, SQL_ACTIVE_CODE);
+    sqlite3_stmt *st = sq_prep(c, SQL_ACTIVE_CODE);
     if (!st)
         return TE_DB;
-    bind_text(st, 1, w->in.gen_code.user_id);
+    sq_bind_text(st, 1, w->in.gen_code.user_id);
     sqlite3_bind_int64(st, 2, w->now_ms);
     int r = sqlite3_step(st);
     sqlite3_reset(st);
     if (r == SQLITE_ROW)
         return TE_CODE_EXISTS;
     if (r != SQLITE_DONE)
-        return db_fail(c, "active code");
+        return sq_fail(c, "active code");
     return code_create(c, w->in.gen_code.user_id, w->in.gen_code.code_length, w->now_ms,
                        w->in.gen_code.code_ttl_ms, &w->out.gen_code);
 }
@@ -706,44 +795,53 @@ static int apply(void *conn, struct store_write *w)
     case OP_TRACK:
         return apply_track(c, w);
     case OP_CODE_VISIT:
-        if (!(st = prep(c, SQL_VISIT)))
+        if (!(st = sq_prep(c, SQL_VISIT)))
             return TE_DB;
-        bind_text(st, 1, w->in.visit.code_id);
-        return step_write(c, st, 0);
+        sq_bind_text(st, 1, w->in.visit.code_id);
+        return sq_step_write(c, st, 0);
     case OP_META_PUT_IF_ABSENT:
-        if (!(st = prep(c, SQL_META_PUT)))
+        if (!(st = sq_prep(c, SQL_META_PUT)))
             return TE_DB;
-        bind_text(st, 1, w->in.meta.key);
-        bind_text(st, 2, w->in.meta.value);
-        if ((e = step_write(c, st, 0)))
+        sq_bind_text(st, 1, w->in.meta.key);
+        sq_bind_text(st, 2, w->in.meta.value);
+        if ((e = sq_step_write(c, st, 0)))
             return e;
         return s_meta_get(c, w->in.meta.key, w->out.meta.value, sizeof w->out.meta.value);
     case OP_APIKEY_CREATE:
-        if (!(st = prep(c, SQL_APIKEY_INSERT)))
+        if (!(st = sq_prep(c, SQL_APIKEY_INSERT)))
             return TE_DB;
         uuid_new(w->out.apikey.id);
-        bind_text(st, 1, w->out.apikey.id);
-        bind_text(st, 2, w->in.apikey_create.name);
-        bind_text(st, 3, w->in.apikey_create.prefix);
-        bind_text(st, 4, w->in.apikey_create.key_hash);
+        sq_bind_text(st, 1, w->out.apikey.id);
+        sq_bind_text(st, 2, w->in.apikey_create.name);
+        sq_bind_text(st, 3, w->in.apikey_create.prefix);
+        sq_bind_text(st, 4, w->in.apikey_create.key_hash);
         sqlite3_bind_int(st, 5, (int)w->in.apikey_create.scopes);
-        bind_text(st, 6, w->in.apikey_create.retailer_id);
+        sq_bind_text(st, 6, w->in.apikey_create.retailer_id);
         sqlite3_bind_int64(st, 7, w->now_ms);
-        return step_write(c, st, 0);
+        return sq_step_write(c, st, 0);
     case OP_APIKEY_REVOKE:
-        if (!(st = prep(c, SQL_APIKEY_REVOKE)))
+        if (!(st = sq_prep(c, SQL_APIKEY_REVOKE)))
             return TE_DB;
-        bind_text(st, 1, w->in.apikey_revoke.id_or_prefix);
+        sq_bind_text(st, 1, w->in.apikey_revoke.id_or_prefix);
         sqlite3_bind_int64(st, 2, w->now_ms);
-        if ((e = step_write(c, st, 0)))
+        if ((e = sq_step_write(c, st, 0)))
             return e;
         return sqlite3_changes(c->db) > 0 ? 0 : TE_NOT_FOUND;
+    case OP_PURCHASE:
+    case OP_REFUND:
+    case OP_CONVERT:
+    case OP_REDEEM:
+    case OP_CLAIM_REWARD:
+        return sq_apply_money(c, w);
+    case OP_CATALOG_CREATE:
+    case OP_CATALOG_UPDATE:
+        return sq_apply_catalog(c, w);
     case OP_USER_SET_ADMIN:
-        if (!(st = prep(c, SQL_SET_ADMIN)))
+        if (!(st = sq_prep(c, SQL_SET_ADMIN)))
             return TE_DB;
-        bind_text(st, 1, w->in.set_admin.email);
+        sq_bind_text(st, 1, w->in.set_admin.email);
         sqlite3_bind_int(st, 2, w->in.set_admin.admin);
-        if ((e = step_write(c, st, 0)))
+        if ((e = sq_step_write(c, st, 0)))
             return e;
         return sqlite3_changes(c->db) > 0 ? 0 : TE_USER_NOT_FOUND;
     }
@@ -771,4 +869,13 @@ const struct store_engine store_engine_sqlite = {
     .apikey_by_hash = s_apikey_by_hash,
     .apikey_list = s_apikey_list,
     .meta_get = s_meta_get,
+    .retailer_get = sq_retailer_get,
+    .product_get = sq_product_get,
+    .promos_for_product = sq_promos_for_product,
+    .catalog_get = sq_catalog_get,
+    .catalog_list = sq_catalog_list,
+    .wallet_get = sq_wallet_get,
+    .ledger_page = sq_ledger_page,
+    .earnings = sq_earnings,
+    .rewards_list = sq_rewards_list,
 };

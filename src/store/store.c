@@ -295,3 +295,54 @@ int store_meta_get(struct store *s, const char *key, char *out, size_t cap)
 {
     READ(s, meta_get(c_, key, out, cap));
 }
+
+int store_retailer_get(struct store *s, const char *id, struct retailer *out)
+{
+    READ(s, retailer_get(c_, id, out));
+}
+
+int store_product_get(struct store *s, const char *id, struct product *out)
+{
+    READ(s, product_get(c_, id, out));
+}
+
+int store_promos_for_product(struct store *s, const char *product_id, struct promo *out, int max,
+                             int *n_out)
+{
+    READ(s, promos_for_product(c_, product_id, out, max, n_out));
+}
+
+int store_catalog_get(struct store *s, const struct catalog_def *def, const char *id,
+                      json_t **out)
+{
+    READ(s, catalog_get(c_, def, id, out));
+}
+
+int store_catalog_list(struct store *s, const struct catalog_def *def, int limit, int offset,
+                       bool include_inactive, json_t **out)
+{
+    READ(s, catalog_list(c_, def, limit, offset, include_inactive, out));
+}
+
+int store_wallet_get(struct store *s, const char *user_id, struct wallet *out)
+{
+    READ(s, wallet_get(c_, user_id, out));
+}
+
+int store_ledger_page(struct store *s, const char *user_id, int64_t before_id, int limit,
+                      struct ledger_row *rows, int *n_out)
+{
+    READ(s, ledger_page(c_, user_id, before_id, limit, rows, n_out));
+}
+
+int store_earnings(struct store *s, const char *user_id,
+                   void (*fn)(const struct ledger_row *e, void *arg), void *arg)
+{
+    READ(s, earnings(c_, user_id, fn, arg));
+}
+
+int store_rewards_list(struct store *s, const char *user_id,
+                       void (*fn)(const struct reward *rw, void *arg), void *arg)
+{
+    READ(s, rewards_list(c_, user_id, fn, arg));
+}

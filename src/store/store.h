@@ -15,8 +15,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "core/limits.h"
 #include "core/util.h"
+#include "domain/promo.h"
 
 #define ID_LEN UUID_STR_LEN
 #define NAME_MAX_BYTES (LIMIT_NAME_CHARS + 1)
@@ -74,6 +77,71 @@ struct apikey {
     int64_t revoked_at; /* 0 when active */
 };
 
+struct retailer {
+    char id[ID_LEN + 1];
+    char name[NAME_MAX_BYTES];
+    char region[65];
+    char timezone[65];
+    bool active;
+};
+
+struct product {
+    char id[ID_LEN + 1];
+    char name[NAME_MAX_BYTES];
+    int64_t price_cents;
+    bool active;
+};
+
+struct wallet {
+    int64_t cash_cents;
+    int64_t points;
+};
+
+struct commission {
+    char user_id[ID_LEN + 1];
+    int level; /* 1 = the buyer's referrer, 2 = their referrer, ... */
+    int bps;
+    int64_t cents;
+};
+
+struct ledger_row {
+    int64_t id;
+    char account[8]; /* "cash" or "points" */
+    int64_t amount;  /* cents or points; signed */
+    char kind[24];
+    int level;       /* commission level, 0 when not a commission */
+    char purchase_id[ID_LEN + 1];
+    char source_user_id[ID_LEN + 1];
+    int64_t created_at;
+};
+
+struct reward {
+    char id[ID_LEN + 1];
+    char type[24];
+    char value[256]; /* JSON text */
+    bool claimed;
+    int64_t created_at, claimed_at, expires_at;
+};
+
+/* Admin catalogue tables (retailers, products, promotions, reward items) share one generic
+ * create/read/update/deactivate path. A definition maps JSON field names to columns; values
+ * arrive validated by the API layer. Table and column names come only from these static
+ * definitions, never from input. */
+enum col_type { COL_TEXT, COL_INT, COL_BOOL };
+struct catalog_col {
+    const char *json;
+    const char *column;
+    enum col_type type;
+};
+struct catalog_def {
+    const char *table;
+    const struct catalog_col *cols;
+    int ncols;
+    int not_found; /* TE_* for a missing id */
+};
+extern const struct catalog_def catalog_retailers, catalog_products, catalog_promotions,
+    catalog_items;
+
 /* ---- lifecycle ---- */
 
 /* Open the database named by url (a file path for SQLite), apply migrations, start the writer.
@@ -104,6 +172,28 @@ int store_apikey_list(struct store *s, void (*fn)(const struct apikey *k, void *
 /* Value for key in the meta table into out[cap]; TE_NOT_FOUND if absent. */
 int store_meta_get(struct store *s, const char *key, char *out, size_t cap);
 
+int store_retailer_get(struct store *s, const char *id, struct retailer *out);
+int store_product_get(struct store *s, const char *id, struct product *out);
+/* Every promotion of product (active or not), at most max, into out[]. */
+int store_promos_for_product(struct store *s, const char *product_id, struct promo *out, int max,
+                             int *n_out);
+/* One catalogue row as JSON (id, fields, isActive, createdAt, updatedAt). New reference. */
+int store_catalog_get(struct store *s, const struct catalog_def *def, const char *id,
+                      json_t **out);
+/* A page of rows, oldest first. New reference to an array. */
+int store_catalog_list(struct store *s, const struct catalog_def *def, int limit, int offset,
+                       bool include_inactive, json_t **out);
+/* Balances (zeros for a user who never had an entry). */
+int store_wallet_get(struct store *s, const char *user_id, struct wallet *out);
+/* Entries newest first with id < before_id (0: from the newest). */
+int store_ledger_page(struct store *s, const char *user_id, int64_t before_id, int limit,
+                      struct ledger_row *rows, int *n_out);
+/* Every commission and commission reversal of user_id, oldest first. */
+int store_earnings(struct store *s, const char *user_id,
+                   void (*fn)(const struct ledger_row *e, void *arg), void *arg);
+int store_rewards_list(struct store *s, const char *user_id,
+                       void (*fn)(const struct reward *rw, void *arg), void *arg);
+
 /* ---- writes: whole transactions ---- */
 
 enum store_op {
@@ -115,6 +205,22 @@ enum store_op {
     OP_APIKEY_CREATE,
     OP_APIKEY_REVOKE,
     OP_USER_SET_ADMIN,
+    OP_PURCHASE,
+    OP_REFUND,
+    OP_CONVERT,
+    OP_REDEEM,
+    OP_CLAIM_REWARD,
+    OP_CATALOG_CREATE,
+    OP_CATALOG_UPDATE,
+};
+
+#define TXID_MAX_BYTES 129
+#define FINGERPRINT_MAX_BYTES 512
+
+/* What a conversion grants the referrer (seed 003: REFERRAL_REWARD_DAYS of free premium). */
+struct conversion_reward {
+    int days;          /* 0: no reward */
+    int64_t claim_ttl_ms; /* how long the reward can be claimed */
 };
 
 struct store_write {
@@ -159,6 +265,46 @@ struct store_write {
             char email[EMAIL_MAX_BYTES];
             bool admin;
         } set_admin;
+        struct {
+            char transaction_id[TXID_MAX_BYTES];
+            char retailer_key[ID_LEN + 1]; /* "" when no retailer: part of the idempotency key */
+            char user_id[ID_LEN + 1];
+            char retailer_id[ID_LEN + 1];
+            char product_id[ID_LEN + 1];
+            int64_t quantity;
+            int64_t amount_cents;
+            int64_t occurred_at;
+            char fingerprint[FINGERPRINT_MAX_BYTES]; /* canonical request content */
+            char promotion_id[ID_LEN + 1];           /* "" when no promotion covers it */
+            int64_t rate_centi;
+            int levels;
+            int bps[LIMIT_COMMISSION_LEVELS];
+            int64_t min_cents; /* commissions and conversion only from this amount */
+            struct conversion_reward reward;
+        } purchase;
+        struct {
+            char transaction_id[TXID_MAX_BYTES];
+            char retailer_key[ID_LEN + 1];
+            char refund_key[TXID_MAX_BYTES];
+            int64_t amount_cents; /* 0: everything not yet refunded */
+        } refund;
+        struct {
+            char referred_user_id[ID_LEN + 1];
+            struct conversion_reward reward;
+        } convert;
+        struct {
+            char user_id[ID_LEN + 1];
+            char item_id[ID_LEN + 1];
+        } redeem;
+        struct {
+            char user_id[ID_LEN + 1];
+            char reward_id[ID_LEN + 1];
+        } claim;
+        struct {
+            const struct catalog_def *def;
+            char id[ID_LEN + 1];  /* update only */
+            json_t *values;       /* borrowed: JSON names -> validated values */
+        } catalog;
     } in;
     union {
         struct {
@@ -177,6 +323,45 @@ struct store_write {
         struct {
             char id[ID_LEN + 1];
         } apikey;
+        struct {
+            char purchase_id[ID_LEN + 1];
+            bool duplicate;
+            char user_id[ID_LEN + 1];
+            int64_t amount_cents;
+            int n_commissions;
+            struct commission commissions[LIMIT_COMMISSION_LEVELS];
+            int64_t points_awarded;
+            int64_t points_balance;
+            bool converted;
+        } purchase;
+        struct {
+            char refund_id[ID_LEN + 1];
+            char purchase_id[ID_LEN + 1];
+            bool duplicate;
+            int64_t amount_cents;   /* this refund */
+            int64_t refunded_cents; /* all refunds of the purchase so far */
+            int n_reversals;
+            struct commission reversals[LIMIT_COMMISSION_LEVELS]; /* cents as reversed (>0) */
+            int64_t points_reversed;
+            int64_t points_unrecovered; /* already spent by the buyer */
+        } refund;
+        struct {
+            char referral_id[ID_LEN + 1];
+            char referrer_id[ID_LEN + 1];
+            bool already;
+        } convert;
+        struct {
+            char redemption_id[ID_LEN + 1];
+            int64_t cost_points;
+            int64_t points_balance;
+        } redeem;
+        struct {
+            struct reward reward;
+            int64_t premium_until;
+        } claim;
+        struct {
+            char id[ID_LEN + 1];
+        } catalog;
     } out;
     int rc;                            /* 0 or TE_*; set by the writer before done() */
     void (*done)(struct store_write *w); /* called on the writer thread after commit */

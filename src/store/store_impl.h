@@ -36,6 +36,20 @@ struct store_engine {
     int (*apikey_by_hash)(void *conn, const char *hash, struct apikey *out);
     int (*apikey_list)(void *conn, void (*fn)(const struct apikey *k, void *arg), void *arg);
     int (*meta_get)(void *conn, const char *key, char *out, size_t cap);
+    int (*retailer_get)(void *conn, const char *id, struct retailer *out);
+    int (*product_get)(void *conn, const char *id, struct product *out);
+    int (*promos_for_product)(void *conn, const char *product_id, struct promo *out, int max,
+                              int *n_out);
+    int (*catalog_get)(void *conn, const struct catalog_def *def, const char *id, json_t **out);
+    int (*catalog_list)(void *conn, const struct catalog_def *def, int limit, int offset,
+                        bool include_inactive, json_t **out);
+    int (*wallet_get)(void *conn, const char *user_id, struct wallet *out);
+    int (*ledger_page)(void *conn, const char *user_id, int64_t before_id, int limit,
+                       struct ledger_row *rows, int *n_out);
+    int (*earnings)(void *conn, const char *user_id,
+                    void (*fn)(const struct ledger_row *e, void *arg), void *arg);
+    int (*rewards_list)(void *conn, const char *user_id,
+                        void (*fn)(const struct reward *rw, void *arg), void *arg);
 };
 
 extern const struct store_engine store_engine_sqlite;

@@ -1,0 +1,337 @@
+/* POST /api/purchase, POST /api/purchase/refund and POST /api/referral/convert.
+ *
+ * Everything that can be checked without the writer is checked here on the HTTP thread
+ * (fields, retailer, product, which promotion covers the purchase in the retailer's time zone);
+ * the writer then does only what must be atomic: the idempotency check, the commissions up
+ * the referrer chain, the points and the conversion, in one savepoint of a group commit.
+ * The request is suspended while it waits for the commit, so no thread waits with it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/app.h"
+#include "core/err.h"
+#include "core/tz.h"
+#include "domain/money.h"
+#include "domain/promo.h"
+
+#define PROMOS_MAX 256 /* promotions considered per product */
+#define TXID_BYTES_MAX (TXID_MAX_BYTES - 1)
+#define QUANTITY_MAX 100000
+#define FUTURE_SKEW_MS (24LL * 3600 * 1000) /* a till's clock may be off, not by days */
+
+struct money_ctx {
+    struct store_write w;
+    struct req *r;
+    int rc;
+};
+
+static void committed(struct store_write *w)
+{
+    struct money_ctx *c = w->arg;
+    c->rc = w->rc;
+    req_resume(c->r); /* last touch of c here: the HTTP thread may free it from now on */
+}
+
+/* Suspend r and queue its write; next(r) runs after the commit. */
+static int submit(struct req *r, struct money_ctx *c, handler_fn next)
+{
+    struct app *app = r->app;
+    c->r = r;
+    c->w.done = committed;
+    c->w.arg = c;
+    req_suspend(r, next);
+    int e = store_submit(app->store, &c->w);
+    if (e) {
+        c->rc = e;
+        req_resume(r);
+    }
+    return HTTP_ASYNC;
+}
+
+static struct money_ctx *ctx_new(struct req *r, enum store_op op)
+{
+    struct money_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->w.op = op;
+    r->ctx = c;
+    r->ctx_free = free;
+    return c;
+}
+
+static bool txid_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > TXID_BYTES_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* transactionId from the body, or the Idempotency-Key header; both must agree if both given. */
+static int transaction_id(struct req *r, const char **out)
+{
+    const char *body = NULL, *hdr = req_header(r, "Idempotency-Key");
+    int e = req_str(r, "transactionId", false, &body);
+    if (e)
+        return e;
+    if (body && hdr && strcmp(body, hdr) != 0)
+        return req_fail(r, TE_VALIDATION, "transactionId",
+                        "transactionId and the Idempotency-Key header differ");
+    *out = body ? body : hdr;
+    if (!*out)
+        return req_fail(r, TE_VALIDATION, "transactionId", "transactionId is required");
+    if (!txid_ok(*out))
+        return req_fail(r, TE_VALIDATION, "transactionId",
+                        "transactionId must be 1 to %d bytes without control characters",
+                        TXID_BYTES_MAX);
+    return 0;
+}
+
+/* The retailer a request speaks for: a till's key is bound to its retailer. */
+static int retailer_for(struct req *r, const char **retailer_id)
+{
+    int e = api_id_field(r, "retailerId", false, retailer_id);
+    if (e)
+        return e;
+    const char *bound = r->who.is_key ? r->who.key.retailer_id : "";
+    if (bound[0]) {
+        if (*retailer_id && strcmp(*retailer_id, bound) != 0)
+            return req_fail(r, TE_FORBIDDEN, "retailerId",
+                            "This API key may only send purchases for its own retailer");
+        *retailer_id = bound;
+    }
+    return 0;
+}
+
+static json_t *commissions_json(const struct commission *cm, int n)
+{
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(arr, json_pack("{s:s, s:i, s:o, s:I}", "userId", cm[i].user_id,
+                                             "level", cm[i].level, "amount",
+                                             api_money_json(cm[i].cents), "amountCents",
+                                             (json_int_t)cm[i].cents));
+    return arr;
+}
+
+json_t *api_purchase_json(const struct store_write *w);
+json_t *api_purchase_json(const struct store_write *w)
+{
+    const __typeof__(w->out.purchase) *o = &w->out.purchase;
+    json_t *j = json_object();
+    json_object_set_new(j, "purchaseId", json_string(o->purchase_id));
+    json_object_set_new(j, "transactionId", json_string(w->in.purchase.transaction_id));
+    json_object_set_new(j, "userId", json_string(o->user_id));
+    json_object_set_new(j, "retailerId", w->in.purchase.retailer_key[0]
+                                             ? json_string(w->in.purchase.retailer_key)
+                                             : json_null());
+    json_object_set_new(j, "amount", api_money_json(o->amount_cents));
+    json_object_set_new(j, "amountCents", json_integer(o->amount_cents));
+    json_object_set_new(j, "commissions", commissions_json(o->commissions, o->n_commissions));
+    json_object_set_new(j, "pointsAwarded", json_integer(o->points_awarded));
+    json_object_set_new(j, "pointsBalance", json_integer(o->points_balance));
+    json_object_set_new(j, "duplicate", json_boolean(o->duplicate));
+    return j;
+}
+
+static int purchase_finish(struct req *r)
+{
+    struct money_ctx *c = r->ctx;
+    if (c->rc == TE_USER_NOT_FOUND)
+        return req_fail(r, c->rc, "userId", "No user with this userId");
+    if (c->rc)
+        return c->rc;
+    return req_json(r, c->w.out.purchase.duplicate ? 200 : 201, api_purchase_json(&c->w));
+}
+
+/* The promotion covering product at retailer on the retailer-local date of occurred_at. */
+static int choose_promotion(struct app *app, const struct retailer *rt, const char *product_id,
+                            int64_t occurred_at, char *promo_id, int64_t *rate_centi)
+{
+    static __thread struct promo promos[PROMOS_MAX];
+    int n = 0;
+    int e = store_promos_for_product(app->store, product_id, promos, PROMOS_MAX, &n);
+    if (e)
+        return e;
+    const struct tz *z = zone_get(app->zones, rt->timezone);
+    int y, m, d;
+    tz_local_date(z, occurred_at, &y, &m, &d); /* an unloadable zone counts as UTC */
+    char date[16];
+    snprintf(date, sizeof date, "%04d-%02d-%02d", y, m, d);
+    int best = promo_choose(promos, n, rt->id, rt->region, date);
+    if (best >= 0) {
+        str_copy(promo_id, ID_LEN + 1, promos[best].id);
+        *rate_centi = promos[best].rate_centi;
+    }
+    return 0;
+}
+
+int api_purchase_create(struct req *r)
+{
+    struct app *app = r->app;
+    const char *txid = NULL, *user_id = NULL, *retailer_id = NULL, *product_id = NULL,
+               *occurred = NULL;
+    int e;
+    if ((e = transaction_id(r, &txid)) || (e = api_id_field(r, "userId", true, &user_id)) ||
+        (e = retailer_for(r, &retailer_id)) ||
+        (e = api_id_field(r, "productId", false, &product_id)) ||
+        (e = req_str(r, "occurredAt", false, &occurred)))
+        return e;
+    long long quantity;
+    if ((e = req_int(r, "quantity", false, 1, QUANTITY_MAX, 1, &quantity)))
+        return e;
+    int64_t amount = 0;
+    bool has_amount;
+    if ((e = api_money_field(r, "amount", app->cfg.amount_max_cents, &amount, &has_amount)))
+        return e;
+    int64_t now = now_ms(), occurred_at = now;
+    if (occurred && (iso_time_parse(occurred, &occurred_at) || occurred_at < 0 ||
+                     occurred_at > now + FUTURE_SKEW_MS))
+        return req_fail(r, TE_VALIDATION, "occurredAt",
+                        "occurredAt must be an RFC 3339 time such as 2025-06-01T12:00:00Z, not "
+                        "in the future");
+    struct money_ctx *c = ctx_new(r, OP_PURCHASE);
+    if (!c)
+        return TE_NOMEM;
+    __typeof__(c->w.in.purchase) *in = &c->w.in.purchase;
+    struct retailer rt = {0};
+    if (retailer_id) {
+        if ((e = store_retailer_get(app->store, retailer_id, &rt)))
+            return req_fail(r, e, "retailerId", "No retailer with this retailerId");
+        if (!rt.active)
+            return req_fail(r, TE_INACTIVE, "retailerId", "This retailer is deactivated");
+    }
+    if (product_id) {
+        struct product p;
+        if ((e = store_product_get(app->store, product_id, &p)))
+            return req_fail(r, e, "productId", "No product with this productId");
+        if (!p.active)
+            return req_fail(r, TE_INACTIVE, "productId", "This product is deactivated");
+        if (!has_amount) {
+            amount = p.price_cents * quantity;
+            if (amount <= 0 || amount > app->cfg.amount_max_cents)
+                return req_fail(r, TE_VALIDATION, "amount",
+                                "amount is required (the product's price gives no valid total)");
+            has_amount = true;
+        }
+        if (retailer_id && (e = choose_promotion(app, &rt, product_id, occurred_at,
+                                                 in->promotion_id, &in->rate_centi)))
+            return e;
+    }
+    if (!has_amount)
+        return req_fail(r, TE_VALIDATION, "amount", "amount is required");
+
+    str_copy(in->transaction_id, sizeof in->transaction_id, txid);
+    str_copy(in->retailer_key, sizeof in->retailer_key, retailer_id ? retailer_id : "");
+    str_copy(in->user_id, sizeof in->user_id, user_id);
+    str_copy(in->retailer_id, sizeof in->retailer_id, retailer_id ? retailer_id : "");
+    str_copy(in->product_id, sizeof in->product_id, product_id ? product_id : "");
+    in->quantity = quantity;
+    in->amount_cents = amount;
+    in->occurred_at = occurred_at;
+    /* What makes two requests "the same purchase": everything the client chose. */
+    snprintf(in->fingerprint, sizeof in->fingerprint, "u=%s|a=%lld|p=%s|q=%lld|t=%s", user_id,
+             (long long)amount, product_id ? product_id : "", quantity,
+             occurred ? occurred : "");
+    in->levels = app->cfg.commission_levels;
+    memcpy(in->bps, app->cfg.commission_bps, sizeof in->bps);
+    in->min_cents = app->cfg.commission_min_cents;
+    in->reward.days = app->cfg.reward_days;
+    in->reward.claim_ttl_ms = (int64_t)app->cfg.reward_claim_days * 86400000;
+    return submit(r, c, purchase_finish);
+}
+
+static int refund_finish(struct req *r)
+{
+    struct money_ctx *c = r->ctx;
+    if (c->rc == TE_PURCHASE_NOT_FOUND)
+        return req_fail(r, c->rc, "transactionId",
+                        "No purchase with this transactionId for this retailer");
+    if (c->rc)
+        return c->rc;
+    const __typeof__(c->w.out.refund) *o = &c->w.out.refund;
+    json_t *j = json_object();
+    json_object_set_new(j, "refundId", json_string(o->refund_id));
+    json_object_set_new(j, "purchaseId", json_string(o->purchase_id));
+    json_object_set_new(j, "transactionId", json_string(c->w.in.refund.transaction_id));
+    json_object_set_new(j, "amount", api_money_json(o->amount_cents));
+    json_object_set_new(j, "amountCents", json_integer(o->amount_cents));
+    json_object_set_new(j, "refundedTotal", api_money_json(o->refunded_cents));
+    json_object_set_new(j, "refundedTotalCents", json_integer(o->refunded_cents));
+    json_object_set_new(j, "reversals", commissions_json(o->reversals, o->n_reversals));
+    json_object_set_new(j, "pointsReversed", json_integer(o->points_reversed));
+    json_object_set_new(j, "pointsUnrecovered", json_integer(o->points_unrecovered));
+    json_object_set_new(j, "duplicate", json_boolean(o->duplicate));
+    return req_json(r, o->duplicate ? 200 : 201, j);
+}
+
+int api_purchase_refund(struct req *r)
+{
+    struct app *app = r->app;
+    const char *txid = NULL, *retailer_id, *refund_id = NULL;
+    int e;
+    if ((e = req_str(r, "transactionId", true, &txid)) || (e = retailer_for(r, &retailer_id)) ||
+        (e = req_str(r, "refundId", false, &refund_id)))
+        return e;
+    if (!txid_ok(txid))
+        return req_fail(r, TE_VALIDATION, "transactionId", "transactionId is not valid");
+    if (!refund_id)
+        refund_id = req_header(r, "Idempotency-Key");
+    if (refund_id && !txid_ok(refund_id))
+        return req_fail(r, TE_VALIDATION, "refundId", "refundId must be 1 to %d bytes",
+                        TXID_BYTES_MAX);
+    int64_t amount = 0;
+    bool has_amount;
+    if ((e = api_money_field(r, "amount", app->cfg.amount_max_cents, &amount, &has_amount)))
+        return e;
+    struct money_ctx *c = ctx_new(r, OP_REFUND);
+    if (!c)
+        return TE_NOMEM;
+    str_copy(c->w.in.refund.transaction_id, sizeof c->w.in.refund.transaction_id, txid);
+    str_copy(c->w.in.refund.retailer_key, sizeof c->w.in.refund.retailer_key,
+             retailer_id ? retailer_id : "");
+    str_copy(c->w.in.refund.refund_key, sizeof c->w.in.refund.refund_key,
+             refund_id ? refund_id : "");
+    c->w.in.refund.amount_cents = has_amount ? amount : 0;
+    return submit(r, c, refund_finish);
+}
+
+static int convert_finish(struct req *r)
+{
+    struct money_ctx *c = r->ctx;
+    if (c->rc == TE_USER_NOT_FOUND || c->rc == TE_REFERRAL_NOT_FOUND)
+        return req_fail(r, c->rc, "referredUserId", "%s", err_message(c->rc));
+    if (c->rc)
+        return c->rc;
+    if (!c->w.out.convert.already)
+        atomic_fetch_add(&((struct app *)r->app)->referral_gen, 1);
+    return req_json(r, 200,
+                    json_pack("{s:s, s:s, s:s, s:b}", "message",
+                              c->w.out.convert.already ? "Referral was already converted"
+                                                       : "Referral converted successfully",
+                              "referralId", c->w.out.convert.referral_id, "referrerUserId",
+                              c->w.out.convert.referrer_id, "alreadyConverted",
+                              c->w.out.convert.already));
+}
+
+int api_referral_convert(struct req *r)
+{
+    struct app *app = r->app;
+    const char *uid;
+    int e;
+    if (!app->cfg.referral_enabled)
+        return TE_DISABLED;
+    if ((e = api_id_field(r, "referredUserId", true, &uid)))
+        return e;
+    struct money_ctx *c = ctx_new(r, OP_CONVERT);
+    if (!c)
+        return TE_NOMEM;
+    str_copy(c->w.in.convert.referred_user_id, sizeof c->w.in.convert.referred_user_id, uid);
+    c->w.in.convert.reward.days = app->cfg.reward_days;
+    c->w.in.convert.reward.claim_ttl_ms = (int64_t)app->cfg.reward_claim_days * 86400000;
+    return submit(r, c, convert_finish);
+}

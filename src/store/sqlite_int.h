@@ -1,0 +1,55 @@
+/* Internals shared by the SQLite engine's files (sqlite.c: connections, migrations, users and
+ * referrals; sqlite_money.c: purchases, ledger, rewards; sqlite_catalog.c: admin catalogue).
+ * Not for use outside src/store/. */
+#ifndef TALLY_SQLITE_INT_H
+#define TALLY_SQLITE_INT_H
+
+#include <sqlite3.h>
+
+#include "store/store_impl.h"
+
+#define STMT_CACHE_MAX 128
+
+struct sconn {
+    sqlite3 *db;
+    int n;
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE_MAX];
+};
+
+/* Log the connection's last error about what; returns TE_DB. */
+int sq_fail(struct sconn *c, const char *what);
+/* Run SQL without results. 0 or TE_DB. */
+int sq_exec(struct sconn *c, const char *sql);
+/* The cached statement for sql (cached by address: pass static strings), reset and unbound. */
+sqlite3_stmt *sq_prep(struct sconn *c, const char *sql);
+/* Bind text, or NULL for NULL/"". */
+void sq_bind_text(sqlite3_stmt *st, int i, const char *v);
+/* Copy a text column ("" for NULL) into out[cap]. */
+void sq_col_text(sqlite3_stmt *st, int i, char *out, size_t cap);
+/* Step a write once and reset: 0, on_unique for a UNIQUE violation (when non-zero), or TE_DB. */
+int sq_step_write(struct sconn *c, sqlite3_stmt *st, int on_unique);
+/* 0 if the user exists, TE_USER_NOT_FOUND, or TE_DB. */
+int sq_user_exists(struct sconn *c, const char *id);
+
+/* Writes and reads implemented in sqlite_money.c / sqlite_catalog.c. */
+int sq_apply_money(struct sconn *c, struct store_write *w);
+int sq_apply_catalog(struct sconn *c, struct store_write *w);
+int sq_retailer_get(void *conn, const char *id, struct retailer *out);
+int sq_product_get(void *conn, const char *id, struct product *out);
+int sq_promos_for_product(void *conn, const char *product_id, struct promo *out, int max,
+                          int *n_out);
+int sq_catalog_get(void *conn, const struct catalog_def *def, const char *id, json_t **out);
+int sq_catalog_list(void *conn, const struct catalog_def *def, int limit, int offset,
+                    bool include_inactive, json_t **out);
+int sq_wallet_get(void *conn, const char *user_id, struct wallet *out);
+int sq_ledger_page(void *conn, const char *user_id, int64_t before_id, int limit,
+                   struct ledger_row *rows, int *n_out);
+int sq_earnings(void *conn, const char *user_id,
+                void (*fn)(const struct ledger_row *e, void *arg), void *arg);
+int sq_rewards_list(void *conn, const char *user_id,
+                    void (*fn)(const struct reward *rw, void *arg), void *arg);
+
+#endif
