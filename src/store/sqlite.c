@@ -878,4 +878,5 @@ const struct store_engine store_engine_sqlite = {
     .ledger_page = sq_ledger_page,
     .earnings = sq_earnings,
     .rewards_list = sq_rewards_list,
+    .verify = sq_verify,
 };

@@ -49,6 +49,9 @@ int sq_ledger_page(void *conn, const char *user_id, int64_t before_id, int limit
                    struct ledger_row *rows, int *n_out);
 int sq_earnings(void *conn, const char *user_id,
                 void (*fn)(const struct ledger_row *e, void *arg), void *arg);
+int sq_verify(void *conn, void (*report)(const char *check, long long problems,
+                                         const char *example, void *arg),
+              void *arg);
 int sq_rewards_list(void *conn, const char *user_id,
                     void (*fn)(const struct reward *rw, void *arg), void *arg);
 

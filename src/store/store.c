@@ -346,3 +346,11 @@ int store_rewards_list(struct store *s, const char *user_id,
 {
     READ(s, rewards_list(c_, user_id, fn, arg));
 }
+
+int store_verify(struct store *s,
+                 void (*report)(const char *check, long long problems, const char *example,
+                                void *arg),
+                 void *arg)
+{
+    READ(s, verify(c_, report, arg));
+}

@@ -194,6 +194,14 @@ int store_earnings(struct store *s, const char *user_id,
 int store_rewards_list(struct store *s, const char *user_id,
                        void (*fn)(const struct reward *rw, void *arg), void *arg);
 
+/* Recompute every balance from the ledger and check the money invariants. Calls report once
+ * per check with the number of violating rows (0: pass) and the first of them. Returns the
+ * number of failed checks, or TE_DB. */
+int store_verify(struct store *s,
+                 void (*report)(const char *check, long long problems, const char *example,
+                                void *arg),
+                 void *arg);
+
 /* ---- writes: whole transactions ---- */
 
 enum store_op {

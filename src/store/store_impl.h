@@ -48,6 +48,9 @@ struct store_engine {
                        struct ledger_row *rows, int *n_out);
     int (*earnings)(void *conn, const char *user_id,
                     void (*fn)(const struct ledger_row *e, void *arg), void *arg);
+    int (*verify)(void *conn, void (*report)(const char *check, long long problems,
+                                             const char *example, void *arg),
+                  void *arg);
     int (*rewards_list)(void *conn, const char *user_id,
                         void (*fn)(const struct reward *rw, void *arg), void *arg);
 };
