@@ -121,7 +121,12 @@ static void mask_email(const char *email, char *out, size_t cap)
         str_copy(out, cap, "***");
         return;
     }
-    snprintf(out, cap, "%c***%s", email[0], at);
+    /* Keep the whole first character: half a UTF-8 sequence is not a JSON string, and the
+     * row would be lost. */
+    int n = 1;
+    while (email + n < at && ((unsigned char)email[n] & 0xc0) == 0x80)
+        n++;
+    snprintf(out, cap, "%.*s***%s", n, email, at);
 }
 
 static int query_int(struct req *r, const char *name, long long min, long long max,
@@ -151,11 +156,17 @@ static char *leaderboard_build(struct req *r, int64_t since, int limit, int page
         char masked[EMAIL_MAX_BYTES + 8];
         if (!admin)
             mask_email(rows[i].email, masked, sizeof masked);
-        json_array_append_new(
-            arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "userId", rows[i].user_id, "name",
-                           rows[i].name, "email", admin ? rows[i].email : masked,
-                           "totalReferrals", (json_int_t)rows[i].total, "convertedReferrals",
-                           (json_int_t)rows[i].converted, "rank", (json_int_t)rows[i].rank));
+        /* json_pack refuses invalid UTF-8 with NULL: fail loudly rather than drop the row. */
+        if (json_array_append_new(
+                arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "userId", rows[i].user_id,
+                               "name", rows[i].name, "email", admin ? rows[i].email : masked,
+                               "totalReferrals", (json_int_t)rows[i].total,
+                               "convertedReferrals", (json_int_t)rows[i].converted, "rank",
+                               (json_int_t)rows[i].rank))) {
+            json_decref(arr);
+            *err = TE_INTERNAL;
+            return NULL;
+        }
     }
     char *text = json_dumps(arr, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(arr);

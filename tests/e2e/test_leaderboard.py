@@ -198,3 +198,17 @@ def test_cache_entries_age_out(start_tally):
     assert leaderboard(t, x["token"]) == []
     _insert_referral(t, x["user"]["id"], y["user"]["id"])
     wait_until(lambda: leaderboard(t, x["token"]) != [], timeout=10, what="the cache to expire")
+
+
+def test_non_ascii_email_is_masked_by_whole_characters(start_tally):
+    # Regression: masking kept the first byte of "é", which is not valid UTF-8, and the row
+    # vanished from the leaderboard for everyone but admins.
+    t = start_tally(env={"TALLY_LEADERBOARD_CACHE_SECONDS": "0"})
+    email = f"élodie.{uuid.uuid4().hex[:6]}@example.com"
+    a = t.signup(name="Élodie", email=email)
+    b = t.signup(email=unique_email("b"), code=a["user"]["referralCode"])
+    rows = leaderboard(t, b["token"])
+    assert [(r["userId"], r["name"], r["email"]) for r in rows] == [
+        (a["user"]["id"], "Élodie", "é***@example.com")
+    ]
+    assert leaderboard(t, t.apikey("admin"))[0]["email"] == email
