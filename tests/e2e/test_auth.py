@@ -1,11 +1,13 @@
 """Sign-up, log-in, /api/me and the bearer-token checks (issue 2, "Users and auth")."""
 
+import concurrent.futures
 import hashlib
 import hmac
 import time
 import uuid
 
 import pytest
+import requests
 
 from conftest import (
     PASSWORD,
@@ -348,3 +350,21 @@ def test_configured_secret_signs_tokens(tally):
     head, payload, sig = token.split(".")
     mac = hmac.new(SECRET.encode(), f"{head}.{payload}".encode(), hashlib.sha256).digest()
     assert b64url(mac) == sig
+
+
+def test_concurrent_signups_with_one_email_create_one_user(tally):
+    email = unique_email("race")
+    body = {"name": "Racer", "email": email, "password": PASSWORD}
+
+    def attempt(i):
+        variant = {**body, "email": email.upper() if i % 2 else email}
+        return requests.post(tally.url + "/api/auth/signup", json=variant, timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(attempt, range(4)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [201, 409, 409, 409], [r.text for r in answers]
+    for r in answers:
+        if r.status_code == 409:
+            assert_error(r, 409, "email_taken")
+    assert user_count(tally, email) == 1

@@ -306,3 +306,35 @@ def test_chunked_body_over_the_cap_is_413(tally):
 def test_server_still_answers_after_limits(tally):
     tally.post(SIGNUP, data=padded_signup_body(SIGNUP_CAP + 1))
     assert requests.get(tally.url + "/healthz", timeout=5).status_code == 200
+
+
+# ---- keep-alive ----
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(tally):
+    body = b'{"email": "nobody@example.com"}'
+    requests_raw = [
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"POST /api/auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body,
+        b"GET /readyz HTTP/1.1\r\nHost: t\r\n\r\n",
+    ]
+    statuses = []
+    with socket.create_connection(("127.0.0.1", tally.port), timeout=10) as s:
+        buf = b""
+        for req in requests_raw:
+            s.sendall(req)
+            while True:
+                head, sep, rest = buf.partition(b"\r\n\r\n")
+                m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+                if sep and m and len(rest) >= int(m.group(1)):
+                    n = int(m.group(1))
+                    status, headers, _ = parse_raw(head + b"\r\n\r\n")
+                    assert headers.get("connection", "").lower() != "close", headers
+                    statuses.append(status)
+                    buf = rest[n:]
+                    break
+                chunk = s.recv(65536)
+                assert chunk, f"connection closed after {len(statuses)} responses"
+                buf += chunk
+    assert statuses == [200, 400, 200]

@@ -132,3 +132,16 @@ def test_idle_keep_alive_connection_is_dropped(quick_timeout_server):
             buf += chunk
         assert buf.startswith(b"HTTP/1.1 200")
         assert _closed_within(s, timeout=8) is not None
+
+
+def test_stalled_upload_does_not_hold_shutdown(start_tally):
+    # A request whose body never finishes is in flight; shutdown waits for it only until the
+    # connection timeout drops it.
+    t = start_tally(env={"TALLY_CONNECTION_TIMEOUT_SECONDS": "1"})
+    with socket.create_connection(("127.0.0.1", t.port), timeout=5) as s:
+        s.sendall(b"POST /api/auth/signup HTTP/1.1\r\nHost: t\r\nContent-Length: 50\r\n\r\n{")
+        wait_until(lambda: gauge(scrape(t), "tally_http_in_flight") >= 2,
+                   what="the stalled request to be in flight")
+        started = time.monotonic()
+        t.stop(timeout=15)
+        assert time.monotonic() - started < 5

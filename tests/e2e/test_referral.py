@@ -1,11 +1,13 @@
 """Referral codes and referrals: generate-code, track, stats and the /r/CODE link (issue 2)."""
 
+import concurrent.futures
 import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 
 from conftest import assert_error, unique_email, wait_until
 
@@ -304,3 +306,25 @@ def test_disabled_referral_system(start_tally):
         assert_error(r, 404, "referral_system_disabled")
     # Sign-up and log-in still work.
     assert t.get("/api/me", token=tok).status_code == 200
+
+
+def test_concurrent_tracks_record_one_referral(tally):
+    referrers = [tally.signup(email=unique_email("ref")) for _ in range(3)]
+    referred = tally.signup(email=unique_email("once"))
+
+    def attempt(owner):
+        return requests.post(
+            tally.url + "/api/referral/track",
+            json={"referralCode": owner["user"]["referralCode"]},
+            headers={"Authorization": "Bearer " + referred["token"]},
+            timeout=30,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(attempt, referrers))
+    assert sorted(r.status_code for r in answers) == [201, 409, 409], [r.text for r in answers]
+    winner = next(r for r in answers if r.status_code == 201).json()["referrerUserId"]
+    rows = tally.sql("SELECT referrer_user_id FROM referrals WHERE referred_user_id = ?",
+                     (referred["user"]["id"],))
+    assert rows == [(winner,)]
+    assert tally.get("/api/me", token=referred["token"]).json()["referredBy"] == winner
