@@ -187,6 +187,11 @@ class Tally:
     def start(self, port=0, timeout=START_TIMEOUT_S):
         """Start the server and wait until GET /healthz answers 200. Returns self."""
         self.spawn(port)
+        return self.wait_ready(timeout)
+
+    def wait_ready(self, timeout=START_TIMEOUT_S):
+        """After spawn(): wait for the 'listening' log line (it names the port), then until
+        GET /healthz answers 200. Fails the test if the process exits first. Returns self."""
 
         def listening():
             if self.proc.poll() is not None:
@@ -387,13 +392,14 @@ def _module_server(tmp_path_factory, env):
 
 @pytest.fixture
 def start_tally(tally_bin, tmp_path):
-    """Factory: start_tally(env=None, start=True) -> Tally, owned by the current test. Every
-    server it made is stopped (SIGTERM, exit 0, no sanitizer report) when the test ends."""
+    """Factory: start_tally(env=None, start=True, db=None) -> Tally, owned by the current
+    test; db shares another server's database file. Every server it made is stopped (SIGTERM,
+    exit 0, no sanitizer report) when the test ends."""
     made = []
 
-    def factory(env=None, start=True, workdir=None):
+    def factory(env=None, start=True, workdir=None, db=None):
         d = Path(workdir) if workdir else Path(tempfile.mkdtemp(dir=tmp_path, prefix="tally-"))
-        t = Tally(d, env=env)
+        t = Tally(d, env=env, db=db)
         made.append(t)
         if start:
             t.start()

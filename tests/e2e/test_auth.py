@@ -92,6 +92,8 @@ GOOD = {"name": "Valid Name", "password": PASSWORD}
         ({"name": None}, "name"),
         ({"name": 42}, "name"),
         ({"name": "x" * 101}, "name"),
+        ({"name": "bell\u0007name"}, "name"),
+        ({"name": "two\nlines"}, "name"),
         ({"email": ""}, "email"),
         ({"email": "not-an-email"}, "email"),
         ({"email": "a@b"}, "email"),
@@ -342,6 +344,20 @@ def test_generated_secret_survives_restart(start_tally):
     # A different database has a different generated secret: the token means nothing there.
     other = start_tally()
     assert_error(other.get("/api/me", token=body["token"]), 401, "unauthorized")
+
+
+def test_nodes_sharing_a_database_share_the_generated_secret(start_tally):
+    # Two first starts at once on one database keep one secret between them.
+    a = start_tally(start=False)
+    b = start_tally(start=False, db=a.db_path)
+    a.spawn()
+    b.spawn()
+    a.wait_ready()
+    b.wait_ready()
+    body = a.signup()
+    r = b.get("/api/me", token=body["token"])
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == body["user"]["id"]
 
 
 def test_configured_secret_signs_tokens(tally):

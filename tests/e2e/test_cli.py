@@ -85,6 +85,13 @@ def test_invalid_port_flag_stops_serve(tmp_path):
     assert "--port" in p.stderr
 
 
+def test_unopenable_database_stops_serve(tmp_path):
+    db = tmp_path / "missing-dir" / "t.db"
+    p = run_tally("serve", "--port", "0", "--db", db, timeout=20)
+    assert p.returncode != 0
+    assert str(db) in p.stderr
+
+
 def test_port_in_use_stops_serve(tally, tmp_path):
     p = run_tally("serve", "--port", tally.port, "--db", tmp_path / "t.db", timeout=20)
     assert p.returncode != 0
