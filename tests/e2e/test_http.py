@@ -36,6 +36,20 @@ def raw_exchange(tally, data, timeout=10):
         return buf
 
 
+def recv_response(sock, buf=b""):
+    """Read one complete response (Content-Length framed) from sock; returns (response,
+    leftover bytes). Fails if the connection closes first."""
+    while True:
+        head, sep, rest = buf.partition(b"\r\n\r\n")
+        m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+        if sep and m and len(rest) >= int(m.group(1)):
+            n = int(m.group(1))
+            return head + sep + rest[:n], rest[n:]
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed mid-response: {buf!r}"
+        buf += chunk
+
+
 def parse_raw(buf):
     head, _, body = buf.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -282,14 +296,17 @@ def test_body_over_the_cap_is_413(tally):
     assert_error(r, 413, "payload_too_large")
 
 
-def test_413_is_sent_before_the_body_is_read(tally):
-    # Announce a large body and send none of it: the answer must come anyway.
+@pytest.mark.parametrize("expect", ["", "Expect: 100-continue\r\n"], ids=["plain", "expect"])
+def test_413_is_sent_before_the_body_is_read(tally, expect):
+    # Announce a large body and send none of it: the answer must come anyway (and a client
+    # that asked for 100-continue, as curl does, must not be told to continue).
     head = (
         f"POST {SIGNUP} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-        f"Content-Length: 1000000\r\n\r\n"
+        f"{expect}Content-Length: 1000000\r\n\r\n"
     ).encode()
     status, headers, body = parse_raw(raw_exchange(tally, head))
     assert status == 413
+    assert headers.get("connection", "").lower() == "close"
     err = json.loads(body)["error"]
     assert err["code"] == "payload_too_large" and err["requestId"] == headers["x-request-id"]
 
@@ -301,6 +318,30 @@ def test_chunked_body_over_the_cap_is_413(tally):
 
     r = tally.post(SIGNUP, data=chunks())
     assert_error(r, 413, "payload_too_large")
+
+
+def test_expect_continue_within_the_cap(tally):
+    with socket.create_connection(("127.0.0.1", tally.port), timeout=10) as s:
+        s.sendall(b"POST /api/auth/login HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 100")
+        s.sendall(b"{}")
+        status, headers, body = parse_raw(recv_response(s)[0])
+    assert status == 400
+    assert json.loads(body)["error"]["field"] == "email"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="libmicrohttpd answers headers beyond its connection memory itself (431/414, "
+    "HTML, no X-Request-Id); 0.9.75 has no hook to shape that response",
+)
+def test_oversized_headers_get_the_json_error_shape(tally):
+    data = b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n"
+    status, headers, body = parse_raw(raw_exchange(tally, data))
+    assert status == 431
+    assert "x-request-id" in headers
+    assert "error" in json.loads(body)
 
 
 def test_server_still_answers_after_limits(tally):
@@ -324,17 +365,8 @@ def test_keep_alive_serves_several_requests_on_one_connection(tally):
         buf = b""
         for req in requests_raw:
             s.sendall(req)
-            while True:
-                head, sep, rest = buf.partition(b"\r\n\r\n")
-                m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-                if sep and m and len(rest) >= int(m.group(1)):
-                    n = int(m.group(1))
-                    status, headers, _ = parse_raw(head + b"\r\n\r\n")
-                    assert headers.get("connection", "").lower() != "close", headers
-                    statuses.append(status)
-                    buf = rest[n:]
-                    break
-                chunk = s.recv(65536)
-                assert chunk, f"connection closed after {len(statuses)} responses"
-                buf += chunk
+            resp, buf = recv_response(s, buf)
+            status, headers, _ = parse_raw(resp)
+            assert headers.get("connection", "").lower() != "close", headers
+            statuses.append(status)
     assert statuses == [200, 400, 200]
