@@ -11,15 +11,18 @@ Fixtures:
   tally          a server shared by one test module (sign-up costs ~100 ms of Argon2id, so
                  modules that need no fresh database share one); `tally = module_server(env)`
                  in a module gives its shared server extra environment
-  start_tally    a factory for servers owned by one test: start_tally(env={...}); each is
-                 stopped and checked when the test ends
+  start_tally    a factory for servers owned by one test: start_tally(env={...}, db=...,
+                 start=False); each is stopped and checked when the test ends
   tally_bin      the path of the binary
 
 Helpers (importable: `from conftest import ...`):
-  Tally          one server: url, get/post/request, signup/login, apikey, cli, sql, log
+  Tally          one server: url, get/post/request, signup/login, apikey, cli, sql,
+                 log/log_events/wait_for_log, spawn/wait_ready/start/stop/restart
   run_tally      run a CLI command of the binary and return the CompletedProcess
   wait_until     poll a predicate with a deadline (never sleep to synchronise)
   unique_email   an address no other test uses
+  assert_error   assert the {"error": {code, message, requestId}} shape, status and field
+  make_jwt       hand-made HS256/HS384/HS512/none tokens; jwt_claims decodes one
 """
 
 import base64

@@ -212,3 +212,13 @@ def test_non_ascii_email_is_masked_by_whole_characters(start_tally):
         (a["user"]["id"], "Élodie", "é***@example.com")
     ]
     assert leaderboard(t, t.apikey("admin"))[0]["email"] == email
+
+
+def test_cache_keeps_masked_and_clear_answers_apart(start_tally):
+    t = start_tally(env={"TALLY_LEADERBOARD_CACHE_SECONDS": "3600"})
+    x = t.signup(email=unique_email("x"))
+    y = t.signup(email=unique_email("y"), code=x["user"]["referralCode"])
+    admin = t.apikey("admin")
+    for _ in range(2):  # the second round is served from the cache
+        assert leaderboard(t, y["token"])[0]["email"] == mask(x["user"]["email"])
+        assert leaderboard(t, admin)[0]["email"] == x["user"]["email"]
