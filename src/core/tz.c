@@ -47,9 +47,9 @@ struct tz_rule {
 struct tz {
     char name[TZ_NAME_BYTES_MAX + 1];
     size_t trans_n;
-    int64_t *trans_s;     /* ascending; trans_n entries */
-    uint8_t *trans_type;  /* index into type_off_s for each transition */
-    size_t type_n;        /* >= 1 */
+    int64_t *trans_s;    /* ascending; trans_n entries */
+    uint8_t *trans_type; /* index into type_off_s for each transition */
+    size_t type_n;       /* >= 1 */
     int32_t type_off_s[TZ_TYPES_MAX];
     bool has_rule;
     struct tz_rule rule;
@@ -58,8 +58,8 @@ struct tz {
 const char *tz_strerror(int e)
 {
     switch (e) {
-#define X(name, value, msg)                                                                    \
-    case name:                                                                                 \
+#define X(name, value, msg)                                                                        \
+    case name:                                                                                     \
         return msg;
         TZ_ERRORS(X)
 #undef X
@@ -376,8 +376,8 @@ static int tzif_header(const uint8_t *p, size_t avail, struct tzif_counts *c, ch
     c->type = be32(p + 36);
     c->chars = be32(p + 40);
     /* Bound every count before any multiplication (they are 32-bit, products fit in 64). */
-    if (c->type == 0 || c->type > TZ_TYPES_MAX || c->time > TZ_TRANSITIONS_MAX ||
-        c->chars == 0 || c->chars > TZ_FILE_BYTES_MAX || c->leap > TZ_FILE_BYTES_MAX ||
+    if (c->type == 0 || c->type > TZ_TYPES_MAX || c->time > TZ_TRANSITIONS_MAX || c->chars == 0 ||
+        c->chars > TZ_FILE_BYTES_MAX || c->leap > TZ_FILE_BYTES_MAX ||
         (c->isstd != 0 && c->isstd != c->type) || (c->isut != 0 && c->isut != c->type))
         return -1;
     return 0;
@@ -467,6 +467,7 @@ static bool name_valid(const char *name)
 
 int tz_load_dir(const char *dir, const char *name, struct tz **out)
 {
+    assert(dir && out);
     *out = NULL;
     if (!name || !name_valid(name))
         return TZ_ENAME;
@@ -522,7 +523,7 @@ int tz_load(const char *name, struct tz **out)
     if (rc == TZ_ENOENT && strcmp(name, "UTC") == 0) {
         rc = tz_from_posix("UTC0", out); /* a container without tzdata still has UTC */
         if (rc == 0)
-            str_copy((*out)->name, sizeof (*out)->name, "UTC");
+            str_copy((*out)->name, sizeof(*out)->name, "UTC");
     }
     return rc;
 }

@@ -24,12 +24,12 @@ struct tz;
 #define TZ_OFFSET_S_MAX 93599                /* RFC 8536: offsets within -24:59:59..+25:59:59 */
 
 /* Errors: 0 or one of these negative codes; tz_strerror gives the message. */
-#define TZ_ERRORS(X)                                                                           \
-    X(TZ_ENAME, -1, "invalid time zone name")                                                  \
-    X(TZ_ENOENT, -2, "unknown time zone")                                                      \
-    X(TZ_EFORMAT, -3, "time zone file is not valid TZif version 2 or later")                   \
-    X(TZ_EIO, -4, "cannot read time zone file")                                                \
-    X(TZ_ENOMEM, -5, "out of memory")                                                          \
+#define TZ_ERRORS(X)                                                                               \
+    X(TZ_ENAME, -1, "invalid time zone name")                                                      \
+    X(TZ_ENOENT, -2, "unknown time zone")                                                          \
+    X(TZ_EFORMAT, -3, "time zone file is not valid TZif version 2 or later")                       \
+    X(TZ_EIO, -4, "cannot read time zone file")                                                    \
+    X(TZ_ENOMEM, -5, "out of memory")                                                              \
     X(TZ_EPOSIX, -6, "invalid POSIX TZ string")
 
 enum tz_err {
@@ -80,7 +80,8 @@ enum tz_local_kind {
 };
 
 /* The UTC instants whose wall time is local_s; see enum tz_local_kind. Either out-pointer may
- * be NULL. Exact for any zone whose transitions are more than 26 hours apart. */
+ * be NULL. Exact: it walks every transition within reach of local_s. (Were a wall time to
+ * happen three times, which no real zone does, earlier is the first and later the last.) */
 enum tz_local_kind tz_local_to_utc(const struct tz *z, int64_t local_s, int64_t *earlier_s,
                                    int64_t *later_s);
 

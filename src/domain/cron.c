@@ -24,10 +24,10 @@
 struct field_spec {
     const char *name;
     int min, max;
-    int step_max;              /* the field's span: a larger step can only ever hit `min` */
-    const char *const *names;  /* three-letter names, or NULL */
+    int step_max;             /* the field's span: a larger step can only ever hit `min` */
+    const char *const *names; /* three-letter names, or NULL */
     int names_n;
-    int names_base;            /* value of names[0] */
+    int names_base; /* value of names[0] */
 };
 
 static const char *const month_names[] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
@@ -53,8 +53,7 @@ static const struct {
     {"@hourly", "0 * * * *"},
 };
 
-__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t cap, const char *fmt,
-                                                      ...)
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t cap, const char *fmt, ...)
 {
     if (err && cap > 0) {
         va_list ap;
@@ -155,8 +154,8 @@ static int parse_item(const char *s, const char *end, const struct field_spec *f
             if (named && hi == 0 && f->names == weekday_names)
                 hi = 7; /* "FRI-SUN": SUN as the end of a range is day 7 */
             if (lo > hi)
-                return fail(err, cap, "%s field: range %.*s is reversed", f->name,
-                            (int)(s - item), item);
+                return fail(err, cap, "%s field: range %.*s is reversed", f->name, (int)(s - item),
+                            item);
         } else {
             hi = lo;
             single = true;
@@ -244,6 +243,15 @@ static int parse_fields(const char *expr, struct cron *out, char *err, size_t ca
     return 0;
 }
 
+/* The five fields a shorthand s[0..n) stands for, or NULL. */
+static const char *shorthand_expr(const char *s, size_t n)
+{
+    for (size_t i = 0; i < sizeof shorthands / sizeof shorthands[0]; i++)
+        if (strlen(shorthands[i].name) == n && same_letters(s, shorthands[i].name, n))
+            return shorthands[i].expr;
+    return NULL;
+}
+
 int cron_parse(const char *expr, struct cron *out, char *err, size_t err_cap)
 {
     assert(out);
@@ -268,17 +276,15 @@ int cron_parse(const char *expr, struct cron *out, char *err, size_t err_cap)
         int shown = n > 32 ? 32 : (int)n;
         if (*rest)
             return fail(err, err_cap, "unexpected text after %.*s", shown, s);
-        rc = fail(err, err_cap, "unknown shorthand '%.*s'", shown, s);
-        if (n == 7 && same_letters(s, "@reboot", 7))
+        const char *expanded = shorthand_expr(s, n);
+        if (expanded) {
+            rc = parse_fields(expanded, out, err, err_cap);
+            assert(rc == 0);
+        } else if (n == 7 && same_letters(s, "@reboot", 7)) {
             rc = fail(err, err_cap, "@reboot is not supported: it is not a schedule");
-        for (size_t i = 0; i < sizeof shorthands / sizeof shorthands[0]; i++)
-            if (strlen(shorthands[i].name) == n && same_letters(s, shorthands[i].name, n)) {
-                rc = parse_fields(shorthands[i].expr, out, err, err_cap);
-                assert(rc == 0);
-                if (err && err_cap > 0)
-                    err[0] = '\0';
-                break;
-            }
+        } else {
+            rc = fail(err, err_cap, "unknown shorthand '%.*s'", shown, s);
+        }
     } else {
         rc = parse_fields(s, out, err, err_cap);
     }
@@ -391,6 +397,8 @@ int cron_next(const struct cron *c, int64_t after_ms, const struct cron_tz *tz, 
         if (next_local(c, from_s, last_day, &wall_s))
             return -1;
         int64_t u = tz ? tz->utc_from_local_s(tz->ctx, wall_s) : wall_s;
+        if (u > INT64_MAX / 1000 || u < INT64_MIN / 1000)
+            return -1; /* only a broken callback gets here; keep u * 1000 from overflowing */
         if (u > after_s) {
             *next_ms = u * 1000;
             return 0;
