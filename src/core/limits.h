@@ -11,7 +11,8 @@
 #define LIMIT_URL_BYTES 2048                  /* longer URLs are refused by the router */
 #define LIMIT_CONNECTIONS 10000               /* open sockets per node (file descriptors) */
 #define LIMIT_CONNECTION_TIMEOUT_S 15         /* idle or slow client is dropped after this */
-#define LIMIT_CONN_MEMORY_BYTES (64 * 1024)   /* libmicrohttpd per-connection pool: headers fit */
+#define LIMIT_CONN_MEMORY_BYTES (16 * 1024)   /* libmicrohttpd per-connection pool: headers fit;
+                                                 MHD zeroes it per request, so no bigger */
 #define LIMIT_REQUEST_ID_BYTES 64             /* a client-supplied X-Request-Id longer than this is replaced */
 #define LIMIT_HTTP_THREADS_MAX 64
 

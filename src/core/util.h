@@ -15,7 +15,7 @@ int64_t now_ms(void);
 /* Monotonic clock in nanoseconds, for durations. */
 int64_t mono_ns(void);
 
-/* Random version-4 UUID into out[UUID_STR_LEN + 1]. */
+/* Time-ordered version-7 UUID (48-bit ms + 74 random bits) into out[UUID_STR_LEN + 1]. */
 void uuid_new(char out[UUID_STR_LEN + 1]);
 /* True when s is a canonical lower- or upper-case UUID text. */
 bool uuid_valid(const char *s);

@@ -12,6 +12,7 @@
 
 struct sconn {
     sqlite3 *db;
+    int wal_fd; /* writer only: the WAL file, fdatasync'ed by the sync stage; -1 otherwise */
     int n;
     struct {
         const char *sql;

@@ -17,11 +17,6 @@
 static const char SQL_PURCHASE_FIND[] =
     "SELECT id, user_id, amount_cents, fingerprint, points_awarded, points_balance_after,"
     " refunded_cents FROM purchases WHERE retailer_key = ?1 AND transaction_id = ?2";
-static const char SQL_PURCHASE_INSERT[] =
-    "INSERT INTO purchases (id, retailer_key, transaction_id, user_id, retailer_id, product_id,"
-    " quantity, amount_cents, occurred_at, fingerprint, promotion_id, points_awarded,"
-    " points_balance_after, created_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 static const char SQL_PURCHASE_COMMISSIONS[] =
     "SELECT user_id, level, rate_bps, amount FROM ledger_entries"
     " WHERE purchase_id = ?1 AND kind = 'commission' ORDER BY level";
@@ -176,58 +171,82 @@ static int load_commissions(struct sconn *c, const char *purchase_id, struct com
     return 0;
 }
 
+/* Everything the purchase needs to know about the buyer, in one statement: whether they exist,
+ * their points balance, their first two referrers and whether their referral is pending. */
+static const char SQL_BUYER[] =
+    "SELECT COALESCE(u.referred_by, ''),"
+    " COALESCE((SELECT referred_by FROM users WHERE id = u.referred_by), ''),"
+    " COALESCE((SELECT points FROM wallets WHERE user_id = u.id), 0),"
+    " EXISTS (SELECT 1 FROM referrals WHERE referred_user_id = u.id AND status = 'pending')"
+    " FROM users u WHERE u.id = ?1";
+static const char SQL_PURCHASE_TRY[] =
+    "INSERT INTO purchases (id, retailer_key, transaction_id, user_id, retailer_id, product_id,"
+    " quantity, amount_cents, occurred_at, fingerprint, promotion_id, points_awarded,"
+    " points_balance_after, created_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+    " ON CONFLICT (retailer_key, transaction_id) DO NOTHING";
+
+/* A replay: answer from what the first request recorded, or refuse different content. */
+static int purchase_replay(struct sconn *c, struct store_write *w)
+{
+    const __typeof__(w->in.purchase) *in = &w->in.purchase;
+    __typeof__(w->out.purchase) *out = &w->out.purchase;
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st = sq_prep(c, SQL_PURCHASE_FIND);
+    if (!st)
+        return TE_DB;
+    sqlite3_bind_text(st, 1, in->retailer_key, -1, SQLITE_TRANSIENT); /* "" is a key */
+    sqlite3_bind_text(st, 2, in->transaction_id, -1, SQLITE_TRANSIENT);
+    int r = sqlite3_step(st);
+    if (r != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return sq_fail(c, "purchase replay");
+    }
+    char fp[FINGERPRINT_MAX_BYTES];
+    sq_col_text(st, 0, out->purchase_id, sizeof out->purchase_id);
+    sq_col_text(st, 1, out->user_id, sizeof out->user_id);
+    out->amount_cents = sqlite3_column_int64(st, 2);
+    sq_col_text(st, 3, fp, sizeof fp);
+    out->points_awarded = sqlite3_column_int64(st, 4);
+    out->points_balance = sqlite3_column_int64(st, 5);
+    sqlite3_reset(st);
+    if (strcmp(fp, in->fingerprint) != 0)
+        return TE_IDEMPOTENCY_MISMATCH;
+    out->duplicate = true;
+    return load_commissions(c, out->purchase_id, out->commissions, &out->n_commissions);
+}
+
 static int apply_purchase(struct sconn *c, struct store_write *w)
 {
     const __typeof__(w->in.purchase) *in = &w->in.purchase;
     __typeof__(w->out.purchase) *out = &w->out.purchase;
     memset(out, 0, sizeof *out);
+    int64_t now = w->now_ms;
 
-    /* Replay? The same (retailer, transaction id) answers from what was recorded. */
-    sqlite3_stmt *st = sq_prep(c, SQL_PURCHASE_FIND);
+    sqlite3_stmt *st = sq_prep(c, SQL_BUYER);
     if (!st)
         return TE_DB;
-    sq_bind_text(st, 1, in->retailer_key);
-    sq_bind_text(st, 2, in->transaction_id);
+    sq_bind_text(st, 1, in->user_id);
     int r = sqlite3_step(st);
-    if (r == SQLITE_ROW) {
-        char fp[FINGERPRINT_MAX_BYTES];
-        sq_col_text(st, 0, out->purchase_id, sizeof out->purchase_id);
-        sq_col_text(st, 1, out->user_id, sizeof out->user_id);
-        out->amount_cents = sqlite3_column_int64(st, 2);
-        sq_col_text(st, 3, fp, sizeof fp);
-        out->points_awarded = sqlite3_column_int64(st, 4);
-        out->points_balance = sqlite3_column_int64(st, 5);
+    if (r != SQLITE_ROW) {
         sqlite3_reset(st);
-        if (strcmp(fp, in->fingerprint) != 0)
-            return TE_IDEMPOTENCY_MISMATCH;
-        out->duplicate = true;
-        return load_commissions(c, out->purchase_id, out->commissions, &out->n_commissions);
+        return r == SQLITE_DONE ? TE_USER_NOT_FOUND : sq_fail(c, "buyer");
     }
+    char chain[LIMIT_COMMISSION_LEVELS][ID_LEN + 1];
+    memset(chain, 0, sizeof chain);
+    sq_col_text(st, 0, chain[0], sizeof chain[0]);
+    sq_col_text(st, 1, chain[1], sizeof chain[1]);
+    int64_t balance = sqlite3_column_int64(st, 2);
+    bool pending = sqlite3_column_int(st, 3) != 0;
     sqlite3_reset(st);
-    if (r != SQLITE_DONE)
-        return sq_fail(c, "purchase find");
 
-    int e = sq_user_exists(c, in->user_id);
-    if (e)
-        return e;
+    int64_t points = in->promotion_id[0] ? money_points(in->amount_cents, in->rate_centi) : 0;
     uuid_new(out->purchase_id);
-    str_copy(out->user_id, sizeof out->user_id, in->user_id);
-    out->amount_cents = in->amount_cents;
-    int64_t now = w->now_ms;
-    bool qualifies = in->amount_cents >= in->min_cents;
-
-    /* The purchase row first: ledger entries reference it. Points balance is patched below. */
-    int64_t points = money_points(in->amount_cents, in->rate_centi);
-    if (!in->promotion_id[0])
-        points = 0;
-    int64_t balance = 0;
-    if ((e = points_balance(c, in->user_id, &balance)))
-        return e;
-    st = sq_prep(c, SQL_PURCHASE_INSERT);
+    st = sq_prep(c, SQL_PURCHASE_TRY);
     if (!st)
         return TE_DB;
     sq_bind_text(st, 1, out->purchase_id);
-    sq_bind_text(st, 2, in->retailer_key);
+    sqlite3_bind_text(st, 2, in->retailer_key, -1, SQLITE_TRANSIENT); /* "" is a key */
     sq_bind_text(st, 3, in->transaction_id);
     sq_bind_text(st, 4, in->user_id);
     sq_bind_text(st, 5, in->retailer_id);
@@ -240,24 +259,29 @@ static int apply_purchase(struct sconn *c, struct store_write *w)
     sqlite3_bind_int64(st, 12, points);
     sqlite3_bind_int64(st, 13, balance + points);
     sqlite3_bind_int64(st, 14, now);
-    if ((e = sq_step_write(c, st, TE_IDEMPOTENCY_MISMATCH)))
+    int e = sq_step_write(c, st, 0);
+    if (e)
         return e;
+    if (sqlite3_changes(c->db) == 0)
+        return purchase_replay(c, w); /* (retailer, transaction id) already recorded */
+    str_copy(out->user_id, sizeof out->user_id, in->user_id);
+    out->amount_cents = in->amount_cents;
 
-    /* Commissions up the referrer chain: level 1 is the buyer's referrer. */
-    if (qualifies) {
-        char cur[ID_LEN + 1];
-        str_copy(cur, sizeof cur, in->user_id);
+    /* Commissions up the referrer chain: level 1 is the buyer's referrer. Levels past the
+     * second (rare configurations) walk on one query per level. */
+    if (in->amount_cents >= in->min_cents) {
         for (int level = 1; level <= in->levels; level++) {
-            st = sq_prep(c, SQL_REFERRER_OF);
-            if (!st)
-                return TE_DB;
-            sq_bind_text(st, 1, cur);
-            r = sqlite3_step(st);
-            if (r == SQLITE_ROW)
-                sq_col_text(st, 0, cur, sizeof cur);
-            else
-                cur[0] = '\0';
-            sqlite3_reset(st);
+            char *cur = chain[level - 1];
+            if (level > 2) {
+                st = sq_prep(c, SQL_REFERRER_OF);
+                if (!st)
+                    return TE_DB;
+                sq_bind_text(st, 1, chain[level - 2]);
+                r = sqlite3_step(st);
+                if (r == SQLITE_ROW)
+                    sq_col_text(st, 0, cur, ID_LEN + 1);
+                sqlite3_reset(st);
+            }
             if (!cur[0] || strcmp(cur, in->user_id) == 0)
                 break;
             int bps = in->bps[level - 1];
@@ -280,7 +304,7 @@ static int apply_purchase(struct sconn *c, struct store_write *w)
                                 out->purchase_id, NULL, in->promotion_id, now,
                                 &out->points_balance)))
         return e;
-    if (qualifies) {
+    if (pending && in->amount_cents >= in->min_cents) {
         char rid[ID_LEN + 1], ref[ID_LEN + 1];
         if ((e = convert(c, in->user_id, &in->reward, now, rid, ref, &out->converted)))
             return e;
@@ -310,7 +334,7 @@ static int apply_refund(struct sconn *c, struct store_write *w)
     sqlite3_stmt *st = sq_prep(c, SQL_PURCHASE_FIND);
     if (!st)
         return TE_DB;
-    sq_bind_text(st, 1, in->retailer_key);
+    sqlite3_bind_text(st, 1, in->retailer_key, -1, SQLITE_TRANSIENT); /* "" is a key */
     sq_bind_text(st, 2, in->transaction_id);
     int r = sqlite3_step(st);
     if (r != SQLITE_ROW) {

@@ -23,6 +23,11 @@ struct store_engine {
     int (*savepoint)(void *conn);
     int (*release)(void *conn);
     void (*rollback_to)(void *conn);
+    /* Make every commit so far durable; may run on another thread than the writer's while the
+     * writer goes on (it must touch nothing the writer uses). NULL: commit() is durable. */
+    int (*sync)(void *conn);
+    /* Housekeeping from the maintenance thread every STORE_MAINTAIN_MS (checkpoints). */
+    void (*maintain)(void *conn);
     /* Apply one write inside the open transaction. 0 or TE_*; on error the caller rolls the
      * savepoint back, so apply need not undo its own partial work. */
     int (*apply)(void *conn, struct store_write *w);

@@ -264,7 +264,7 @@ static void test_iso_time_round_trip(void **state)
 
 /* ---- UUIDs ---- */
 
-static void test_uuid_new_is_valid_v4(void **state)
+static void test_uuid_new_is_valid_v7(void **state)
 {
     (void)state;
     char prev[UUID_STR_LEN + 1] = "";
@@ -274,8 +274,11 @@ static void test_uuid_new_is_valid_v4(void **state)
         uuid_new(u);
         assert_int_equal(strlen(u), UUID_STR_LEN);
         assert_true(uuid_valid(u));
-        assert_int_equal(u[14], '4');
+        assert_int_equal(u[14], '7');
         assert_non_null(strchr("89ab", u[19]));
+        /* time-ordered: the 48-bit millisecond prefix never goes backwards */
+        if (prev[0])
+            assert_true(memcmp(prev, u, 13) <= 0);
         for (int k = 0; k < UUID_STR_LEN; k++)
             assert_false(isupper((unsigned char)u[k]));
         assert_string_not_equal(u, prev);
@@ -432,7 +435,7 @@ int main(void)
         cmocka_unit_test(test_iso_time_parse_valid),
         cmocka_unit_test(test_iso_time_parse_invalid),
         cmocka_unit_test(test_iso_time_round_trip),
-        cmocka_unit_test(test_uuid_new_is_valid_v4),
+        cmocka_unit_test(test_uuid_new_is_valid_v7),
         cmocka_unit_test(test_uuid_valid),
         cmocka_unit_test(test_random_hex),
         cmocka_unit_test(test_str_copy),
