@@ -38,6 +38,7 @@ struct store {
     pthread_t syncer;
     bool syncer_running;
     pthread_cond_t sync_cv;
+    pthread_cond_t maint_cv; /* its own: a signal for the writer must never wake it instead */
     struct store_write *sync_head, *sync_tail; /* committed, waiting for the sync */
     bool sync_closing;
 
@@ -201,7 +202,7 @@ static void *maint_main(void *arg)
         ts.tv_nsec += STORE_MAINTAIN_MS * 1000000L;
         ts.tv_sec += ts.tv_nsec / 1000000000L;
         ts.tv_nsec %= 1000000000L;
-        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+        pthread_cond_timedwait(&s->maint_cv, &s->mu, &ts);
         if (s->closing)
             break;
         pthread_mutex_unlock(&s->mu);
@@ -222,6 +223,7 @@ static int open_common(const char *url, struct store **out, bool start_writer, b
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     pthread_cond_init(&s->sync_cv, NULL);
+    pthread_cond_init(&s->maint_cv, NULL);
     pthread_mutex_init(&s->readers_mu, NULL);
     pthread_key_create(&s->reader_key, NULL);
     int rc = s->eng->open(url, true, &s->wconn);
@@ -272,6 +274,7 @@ void store_close(struct store *s)
     pthread_mutex_lock(&s->mu);
     s->closing = true;
     pthread_cond_broadcast(&s->cv);
+    pthread_cond_broadcast(&s->maint_cv);
     pthread_mutex_unlock(&s->mu);
     if (s->writer_running)
         pthread_join(s->writer, NULL);
@@ -295,6 +298,7 @@ void store_close(struct store *s)
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     pthread_cond_destroy(&s->sync_cv);
+    pthread_cond_destroy(&s->maint_cv);
     pthread_mutex_destroy(&s->readers_mu);
     free(s);
 }
