@@ -87,7 +87,8 @@ int api_referral_track(struct req *r)
         return req_fail(r, TE_CODE_INVALID, "referralCode", "Referral code is unknown");
     str_copy(w.in.track.user_id, sizeof w.in.track.user_id, r->who.user.id);
     e = store_exec(app->store, &w);
-    if (e == TE_CODE_INVALID || e == TE_CODE_EXPIRED || e == TE_CODE_INACTIVE)
+    if (e == TE_CODE_INVALID || e == TE_CODE_EXPIRED || e == TE_CODE_INACTIVE ||
+        e == TE_SELF_REFERRAL || e == TE_REFERRAL_CYCLE)
         return req_fail(r, e, "referralCode", "%s", err_message(e));
     if (e)
         return e;

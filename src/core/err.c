@@ -15,10 +15,10 @@ static const struct err_info errs[] = {
 
 static const struct err_info *lookup(int e)
 {
-    int i = e - TE__BASE - 1;
-    if (i < 0 || i >= (int)(sizeof errs / sizeof errs[0]))
+    /* Range-check before subtracting: e - TE__BASE overflows for e near INT_MAX. */
+    if (e <= TE__BASE || e >= TE__END)
         return &errs[0];
-    return &errs[i];
+    return &errs[e - TE__BASE - 1];
 }
 
 int err_status(int e)

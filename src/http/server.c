@@ -292,9 +292,10 @@ static int dispatch(struct http_conn_state *st)
     struct req *r = &st->req;
     const struct route *rt = r->route;
     int rc;
-    if (rt->json_body && (rc = parse_body(st)))
-        return rc;
+    /* Who is asking comes before what they sent: a stranger learns nothing from a 400. */
     if (rt->auth && st->srv->auth && (rc = st->srv->auth(r, rt->auth)))
+        return rc;
+    if (rt->json_body && (rc = parse_body(st)))
         return rc;
     return rt->handler(r);
 }

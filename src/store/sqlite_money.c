@@ -313,7 +313,11 @@ static int apply_purchase(struct sconn *c, struct store_write *w)
 }
 
 static const char SQL_REFUND_FIND[] =
-    "SELECT id, amount_cents FROM refunds WHERE purchase_id = ?1 AND refund_key = ?2";
+    "SELECT id, amount_cents, points_reversed, points_unrecovered FROM refunds"
+    " WHERE purchase_id = ?1 AND refund_key = ?2";
+static const char SQL_REFUND_REVERSALS[] =
+    "SELECT user_id, level, rate_bps, -amount FROM ledger_entries"
+    " WHERE ref_id = ?1 AND kind = 'commission_reversal' ORDER BY level";
 static const char SQL_REFUND_INSERT[] =
     "INSERT INTO refunds (id, purchase_id, refund_key, amount_cents, points_reversed,"
     " points_unrecovered, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -365,11 +369,26 @@ static int apply_refund(struct sconn *c, struct store_write *w)
     if (r == SQLITE_ROW) {
         sq_col_text(st, 0, out->refund_id, sizeof out->refund_id);
         out->amount_cents = sqlite3_column_int64(st, 1);
+        out->points_reversed = sqlite3_column_int64(st, 2);
+        out->points_unrecovered = sqlite3_column_int64(st, 3);
         sqlite3_reset(st);
         if (in->amount_cents && in->amount_cents != out->amount_cents)
             return TE_IDEMPOTENCY_MISMATCH;
+        /* A replay answers what the first request did. */
         out->duplicate = true;
         out->refunded_cents = refunded;
+        st = sq_prep(c, SQL_REFUND_REVERSALS);
+        if (!st)
+            return TE_DB;
+        sq_bind_text(st, 1, out->refund_id);
+        while (sqlite3_step(st) == SQLITE_ROW && out->n_reversals < LIMIT_COMMISSION_LEVELS) {
+            struct commission *cm = &out->reversals[out->n_reversals++];
+            sq_col_text(st, 0, cm->user_id, sizeof cm->user_id);
+            cm->level = sqlite3_column_int(st, 1);
+            cm->bps = sqlite3_column_int(st, 2);
+            cm->cents = sqlite3_column_int64(st, 3);
+        }
+        sqlite3_reset(st);
         return 0;
     }
     sqlite3_reset(st);
