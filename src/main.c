@@ -14,6 +14,7 @@ static const struct {
     {"migrate", cmd_migrate, "apply pending schema migrations and exit"},
     {"apikey", cmd_apikey, "create, list or revoke API keys for servers and tills"},
     {"user", cmd_user, "administer users (promote to admin, demote)"},
+    {"jobs", cmd_jobs, "list the scheduled jobs or run one now"},
     {"verify", cmd_verify, "recompute balances from the ledger and check every invariant"},
     {"bench-hash", cmd_bench_hash, "measure the raw Argon2id hashing rate (for make bench)"},
 };

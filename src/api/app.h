@@ -26,6 +26,7 @@ struct app {
     struct throttle *login_address;
     struct lb_cache *lb;
     struct zone_cache *zones;
+    struct scheduler *scheduler;  /* NULL when ENABLE_AUTOMATION_WORKER=false */
     atomic_uint referral_gen;     /* bumped on every referral change: invalidates the cache */
     int64_t started_ms;
 };
@@ -93,5 +94,8 @@ int api_admin_update(struct req *r);
 int api_admin_deactivate(struct req *r);
 int api_admin_retailer_key(struct req *r);
 int api_catalog_list(struct req *r);
+int api_referral_analytics(struct req *r);
+int api_referral_trends(struct req *r);
+int api_admin_automation_logs(struct req *r);
 
 #endif

@@ -28,5 +28,6 @@ int cmd_apikey(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_bench_hash(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_jobs(int argc, char **argv);
 
 #endif

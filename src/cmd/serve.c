@@ -10,6 +10,12 @@
 #include "cmd/cmd.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "jobs/jobs.h"
+
+static const char *env_get(const char *name)
+{
+    return getenv(name);
+}
 
 static int load_jwt_secret(struct app *app)
 {
@@ -37,6 +43,8 @@ int cmd_serve(int argc, char **argv)
     struct opt opts[] = {
         {"--port", "N", "port to listen on (env TALLY_PORT; default 8080; 0 picks a free one)", 0},
         {"--db", "PATH", "SQLite database file (env TALLY_DB; default ./tally.db)", 0},
+        {"--test-clock-offset", "SECONDS",
+         "tests only: run the server's clock this many seconds ahead (or behind, if negative)", 0},
         {0},
     };
     const char *pos[1];
@@ -57,6 +65,15 @@ int cmd_serve(int argc, char **argv)
     int rc = 1;
     if (cli_config(&app->cfg, opts))
         goto out;
+    if (opts[2].value) {
+        long long off;
+        if (config_parse_int(opts[2].value, -3650LL * 86400, 3650LL * 86400, &off)) {
+            fprintf(stderr, "tally: --test-clock-offset must be seconds within ten years\n");
+            goto out;
+        }
+        clock_set_offset_ms(off * 1000);
+        log_warn("test clock: running %lld seconds off the real time", off);
+    }
 
     /* Block the stop signals in every thread; the main thread waits for them below. */
     sigset_t stop;
@@ -91,6 +108,14 @@ int cmd_serve(int argc, char **argv)
     };
     if (http_server_start(&hc, api_routes, api_routes_n, app, api_authenticate, &app->http))
         goto out;
+    if (app->cfg.automation_enabled) {
+        struct job_ctx jc = {.store = app->store, .cfg = &app->cfg, .started_ms = app->started_ms};
+        char err[512];
+        if (scheduler_start(&jc, env_get, &app->scheduler, err, sizeof err)) {
+            fprintf(stderr, "tally: invalid configuration: %s\n", err);
+            goto out;
+        }
+    }
     log_event("info", "listening",
               json_pack("{s:s, s:i, s:s}", "address", app->cfg.bind, "port",
                         http_server_port(app->http), "db", app->cfg.db));
@@ -100,6 +125,7 @@ int cmd_serve(int argc, char **argv)
     log_event("info", "stopping", json_pack("{s:s}", "signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
     rc = 0;
 out:
+    scheduler_stop(app->scheduler); /* a running job finishes its batch first */
     /* Order matters: stop accepting; finish queued hashes while their connections are alive
      * (each resumes its request); then wait for the rest and close; then the database. */
     http_server_quiesce(app->http);

@@ -30,6 +30,10 @@ void config_defaults(struct config *c)
     c->reward_claim_days = 90;
     c->master_threshold = 5;
     c->automation_enabled = true;
+    c->bonus_threshold = 5;
+    c->bonus_amount_cents = 1000;
+    c->bonus_conversions_only = false;
+    str_copy(c->jobs_timezone, sizeof c->jobs_timezone, "UTC");
     c->commission_levels = 2;
     c->commission_bps[0] = 500;
     c->commission_bps[1] = 100;
@@ -163,6 +167,7 @@ int config_from_env(struct config *c, const char *(*get)(const char *name), char
     INT("TALLY_REWARD_CLAIM_DAYS", 1, 3650, reward_claim_days);
     INT("REFERRAL_MASTER_THRESHOLD", 1, 1000000, master_threshold);
     BOOL("ENABLE_AUTOMATION_WORKER", automation_enabled);
+    INT("REFERRAL_BONUS_THRESHOLD", 1, 1000000, bonus_threshold);
     INT("TALLY_COMMISSION_MIN_CENTS", 0, LIMIT_AMOUNT_CENTS_MAX, commission_min_cents);
     INT("TALLY_AMOUNT_MAX_CENTS", 1, LIMIT_AMOUNT_CENTS_MAX, amount_max_cents);
 
@@ -191,6 +196,44 @@ int config_from_env(struct config *c, const char *(*get)(const char *name), char
             !isupper((unsigned char)s[2]))
             FAIL("TALLY_CURRENCY must be a three-letter ISO 4217 code such as USD");
         str_copy(c->currency, sizeof c->currency, s);
+    }
+    if ((s = get("REFERRAL_BONUS_AMOUNT")) && *s) {
+        /* an amount like 10 or 10.00, parsed exactly */
+        long long whole = 0, frac = 0;
+        int nf = 0;
+        const char *p = s;
+        if (!isdigit((unsigned char)*p))
+            FAIL("REFERRAL_BONUS_AMOUNT must be an amount such as 10.00 (got \"%s\")", s);
+        while (isdigit((unsigned char)*p) && whole < 1000000000LL)
+            whole = whole * 10 + (*p++ - '0');
+        if (*p == '.') {
+            p++;
+            while (isdigit((unsigned char)*p) && nf < 2) {
+                frac = frac * 10 + (*p++ - '0');
+                nf++;
+            }
+            if (nf == 0)
+                FAIL("REFERRAL_BONUS_AMOUNT must be an amount such as 10.00 (got \"%s\")", s);
+            if (nf == 1)
+                frac *= 10;
+        }
+        if (*p || whole >= 1000000000LL)
+            FAIL("REFERRAL_BONUS_AMOUNT must be an amount from 0 to 999999999.99 with at most two "
+                 "decimals (got \"%s\")",
+                 s);
+        c->bonus_amount_cents = whole * 100 + frac;
+    }
+    if ((s = get("TALLY_BONUS_COUNTS")) && *s) {
+        if (strcmp(s, "signup") == 0 || strcmp(s, "signups") == 0)
+            c->bonus_conversions_only = false;
+        else if (strcmp(s, "conversion") == 0 || strcmp(s, "conversions") == 0)
+            c->bonus_conversions_only = true;
+        else
+            FAIL("TALLY_BONUS_COUNTS must be signup or conversion (got \"%s\")", s);
+    }
+    if ((s = get("TALLY_JOBS_TIMEZONE")) && *s) {
+        if (!str_copy(c->jobs_timezone, sizeof c->jobs_timezone, s))
+            FAIL("TALLY_JOBS_TIMEZONE is too long");
     }
     if ((s = get("TALLY_COMMISSION_RATES")) && *s) {
         /* comma-separated percentages per level, e.g. "5,1" or "5,1,0.5" */

@@ -31,6 +31,11 @@ struct config {
     int reward_claim_days; /* how long a conversion reward can be claimed */
     int master_threshold;
     bool automation_enabled;
+    /* threshold bonuses (seed 000) and jobs (issue 4) */
+    int bonus_threshold;          /* REFERRAL_BONUS_THRESHOLD: referrals per bonus group */
+    int64_t bonus_amount_cents;   /* REFERRAL_BONUS_AMOUNT */
+    bool bonus_conversions_only;  /* TALLY_BONUS_COUNTS=conversion; default: sign-ups */
+    char jobs_timezone[65];       /* TALLY_JOBS_TIMEZONE: zone cron schedules are read in */
     /* money (issue 3) */
     int commission_levels;
     int commission_bps[LIMIT_COMMISSION_LEVELS];

@@ -7,11 +7,18 @@
 #include <time.h>
 #include <ctype.h>
 
+static _Atomic int64_t clock_offset_ms;
+
+void clock_set_offset_ms(int64_t offset_ms)
+{
+    clock_offset_ms = offset_ms;
+}
+
 int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + clock_offset_ms;
 }
 
 int64_t mono_ns(void)

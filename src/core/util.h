@@ -10,8 +10,11 @@
 #define UUID_STR_LEN 36
 #define ISO_TIME_LEN 24 /* "2025-12-31T23:59:59.000Z" */
 
-/* Wall-clock milliseconds since the Unix epoch (UTC). */
+/* Wall-clock milliseconds since the Unix epoch (UTC), plus the test clock offset. */
 int64_t now_ms(void);
+/* Shift now_ms() by offset_ms: only `tally serve --test-clock-offset` calls this, so that tests
+ * can see codes and rewards expire without waiting. */
+void clock_set_offset_ms(int64_t offset_ms);
 /* Monotonic clock in nanoseconds, for durations. */
 int64_t mono_ns(void);
 

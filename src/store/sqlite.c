@@ -186,6 +186,39 @@ static const char *const migrations[] = {
     "  cost_points INTEGER NOT NULL,"
     "  created_at INTEGER NOT NULL);"
     "CREATE INDEX idx_redemptions_user ON redemptions(user_id);",
+
+    /* 3: threshold bonus groups (seed 000), badges once per user, expired rewards, job logs */
+    "CREATE TABLE bonus_groups ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  referrer_user_id TEXT NOT NULL REFERENCES users(id),"
+    "  seq INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL,"
+    "  amount_cents INTEGER NOT NULL CHECK (amount_cents >= 0),"
+    "  status TEXT NOT NULL CHECK (status IN ('processing', 'paid')),"
+    "  created_at INTEGER NOT NULL,"
+    "  paid_at INTEGER,"
+    "  UNIQUE (referrer_user_id, seq));"
+    "CREATE INDEX idx_bonus_groups_status ON bonus_groups(status, id);"
+    "ALTER TABLE referrals ADD COLUMN bonus_group_id INTEGER REFERENCES bonus_groups(id);"
+    "ALTER TABLE referrals ADD COLUMN bonus_status TEXT"
+    "  CHECK (bonus_status IS NULL OR bonus_status IN ('processing', 'paid'));"
+    "CREATE INDEX idx_referrals_bonus_open ON referrals(referrer_user_id, created_at)"
+    "  WHERE bonus_group_id IS NULL;"
+    "CREATE INDEX idx_referrals_bonus_group ON referrals(bonus_group_id)"
+    "  WHERE bonus_group_id IS NOT NULL;"
+    "CREATE INDEX idx_referrals_converted_at ON referrals(converted_at)"
+    "  WHERE converted_at IS NOT NULL;"
+    /* the database, not a lock, makes a second payment of a group impossible */
+    "CREATE UNIQUE INDEX idx_ledger_bonus_once ON ledger_entries(ref_id) WHERE kind = 'bonus';"
+    "ALTER TABLE user_rewards ADD COLUMN badge TEXT;"
+    "ALTER TABLE user_rewards ADD COLUMN expired_at INTEGER;"
+    "CREATE UNIQUE INDEX idx_user_rewards_badge_once ON user_rewards(user_id, badge)"
+    "  WHERE badge IS NOT NULL;"
+    "CREATE INDEX idx_user_rewards_open ON user_rewards(expires_at)"
+    "  WHERE is_claimed = 0 AND expired_at IS NULL;"
+    "CREATE INDEX idx_referral_codes_open ON referral_codes(expires_at) WHERE is_active = 1;"
+    "CREATE INDEX idx_automation_logs_status ON automation_logs(status);"
+    "CREATE INDEX idx_users_created_at ON users(created_at);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -257,6 +290,16 @@ static void sqlite_global_init(void)
     sqlite3_initialize();
 }
 
+/* tally_uuid(): a new UUIDv7 from SQL, for rows that set-based job statements create. */
+static void sql_uuid(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    (void)argv;
+    char id[UUID_STR_LEN + 1];
+    uuid_new(id);
+    sqlite3_result_text(ctx, id, -1, SQLITE_TRANSIENT);
+}
+
 static int s_open(const char *url, bool writer, void **conn_out)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -272,6 +315,7 @@ static int s_open(const char *url, bool writer, void **conn_out)
         return TE_DB;
     }
     sqlite3_busy_timeout(c->db, 10000);
+    sqlite3_create_function(c->db, "tally_uuid", 0, SQLITE_UTF8, NULL, sql_uuid, NULL, NULL);
     int rc = sq_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
                      "PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;");
     c->wal_fd = -1;
@@ -915,6 +959,13 @@ static int apply(void *conn, struct store_write *w)
     case OP_CATALOG_CREATE:
     case OP_CATALOG_UPDATE:
         return sq_apply_catalog(c, w);
+    case OP_JOB_CLEANUP_CODES:
+    case OP_JOB_EXPIRE_REWARDS:
+    case OP_JOB_AWARD_BADGES:
+    case OP_JOB_FIND_QUALIFIED:
+    case OP_JOB_PAY_QUALIFIED:
+    case OP_AUTOMATION_LOG:
+        return sq_apply_job(c, w);
     case OP_USER_SET_ADMIN:
         if (!(st = sq_prep(c, SQL_SET_ADMIN)))
             return TE_DB;
@@ -960,4 +1011,8 @@ const struct store_engine store_engine_sqlite = {
     .earnings = sq_earnings,
     .rewards_list = sq_rewards_list,
     .verify = sq_verify,
+    .automation_logs = sq_automation_logs,
+    .last_run = sq_last_run,
+    .analytics = sq_analytics,
+    .trends = sq_trends,
 };

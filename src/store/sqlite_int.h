@@ -38,6 +38,13 @@ int sq_user_exists(struct sconn *c, const char *id);
 /* Writes and reads implemented in sqlite_money.c / sqlite_catalog.c. */
 int sq_apply_money(struct sconn *c, struct store_write *w);
 int sq_apply_catalog(struct sconn *c, struct store_write *w);
+int sq_apply_job(struct sconn *c, struct store_write *w);
+int sq_automation_logs(void *conn, const char *service, const char *status, const char *before_id,
+                       int limit, void (*fn)(const struct automation_log *l, void *arg),
+                       void *arg);
+int sq_last_run(void *conn, const char *service, int64_t *at_ms);
+int sq_analytics(void *conn, int64_t since_ms, int64_t now_ms, struct analytics *out);
+int sq_trends(void *conn, int64_t first_day, int n, int64_t *signups, int64_t *conversions);
 int sq_retailer_get(void *conn, const char *id, struct retailer *out);
 int sq_product_get(void *conn, const char *id, struct product *out);
 int sq_promos_for_product(void *conn, const char *product_id, struct promo *out, int max,

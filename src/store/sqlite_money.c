@@ -599,7 +599,8 @@ static int apply_redeem(struct sconn *c, struct store_write *w)
 
 static const char SQL_REWARD_GET[] =
     "SELECT id, reward_type, reward_value, is_claimed, created_at, COALESCE(claimed_at, 0),"
-    " COALESCE(expires_at, 0) FROM user_rewards WHERE id = ?1 AND user_id = ?2";
+    " COALESCE(MIN(COALESCE(expires_at, expired_at), COALESCE(expired_at, expires_at)), 0)"
+    " FROM user_rewards WHERE id = ?1 AND user_id = ?2";
 static const char SQL_REWARD_CLAIM[] =
     "UPDATE user_rewards SET is_claimed = 1, claimed_at = ?2 WHERE id = ?1 AND is_claimed = 0";
 static const char SQL_PREMIUM_EXTEND[] =
@@ -607,7 +608,8 @@ static const char SQL_PREMIUM_EXTEND[] =
     " RETURNING premium_until";
 static const char SQL_REWARDS_LIST[] =
     "SELECT id, reward_type, reward_value, is_claimed, created_at, COALESCE(claimed_at, 0),"
-    " COALESCE(expires_at, 0) FROM user_rewards WHERE user_id = ?1 ORDER BY created_at DESC, id";
+    " COALESCE(MIN(COALESCE(expires_at, expired_at), COALESCE(expired_at, expires_at)), 0)"
+    " FROM user_rewards WHERE user_id = ?1 ORDER BY created_at DESC, id";
 
 static void read_reward(sqlite3_stmt *st, struct reward *rw)
 {

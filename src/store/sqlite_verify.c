@@ -59,6 +59,16 @@ static const struct check checks[] = {
      " ', referral row ' || COALESCE(r.referrer_user_id, 'none') FROM users u LEFT JOIN"
      " referrals r ON r.referred_user_id = u.id WHERE COALESCE(u.referred_by, '') <>"
      " COALESCE(r.referrer_user_id, '')"},
+    {"each paid bonus group paid exactly once, and no processing group paid",
+     "SELECT 'bonus group ' || g.id || ' (' || g.status || '): ' || COUNT(l.id) || ' payments'"
+     " FROM bonus_groups g LEFT JOIN ledger_entries l ON l.kind = 'bonus' AND"
+     " l.ref_id = 'bonus-group:' || g.id GROUP BY g.id"
+     " HAVING (g.status = 'paid' AND g.amount_cents > 0 AND (COUNT(l.id) <> 1 OR"
+     " SUM(l.amount) <> g.amount_cents)) OR (g.status = 'processing' AND COUNT(l.id) > 0)"},
+    {"each bonus group holds exactly its referrals",
+     "SELECT 'bonus group ' || g.id || ': size ' || g.size || ', referrals ' || COUNT(r.id)"
+     " FROM bonus_groups g LEFT JOIN referrals r ON r.bonus_group_id = g.id"
+     " AND r.bonus_status = g.status GROUP BY g.id HAVING COUNT(r.id) <> g.size"},
     {"the referrer tree has no cycle",
      "WITH RECURSIVE chain(start, cur, depth) AS ("
      "  SELECT id, referred_by, 1 FROM users WHERE referred_by IS NOT NULL"

@@ -465,3 +465,33 @@ int store_verify(struct store *s,
 {
     READ(s, verify(c_, report, arg));
 }
+
+int store_automation_logs(struct store *s, const char *service, const char *status,
+                          const char *before_id, int limit,
+                          void (*fn)(const struct automation_log *l, void *arg), void *arg)
+{
+    READ(s, automation_logs(c_, service, status, before_id, limit, fn, arg));
+}
+
+int store_last_run(struct store *s, const char *service, int64_t *at_ms)
+{
+    READ(s, last_run(c_, service, at_ms));
+}
+
+int store_analytics(struct store *s, int64_t since_ms, int64_t now_ms, struct analytics *out)
+{
+    READ(s, analytics(c_, since_ms, now_ms, out));
+}
+
+int store_trends(struct store *s, int64_t first_day, int n, int64_t *signups, int64_t *conversions)
+{
+    READ(s, trends(c_, first_day, n, signups, conversions));
+}
+
+int store_queue_depth(struct store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = s->queued;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}

@@ -194,6 +194,35 @@ int store_earnings(struct store *s, const char *user_id,
 int store_rewards_list(struct store *s, const char *user_id,
                        void (*fn)(const struct reward *rw, void *arg), void *arg);
 
+struct automation_log {
+    char id[ID_LEN + 1];
+    char service[101];
+    char action[101];
+    char status[16];
+    char user_id[ID_LEN + 1];
+    char details[2048]; /* JSON text, or "" */
+    char error[512];
+    int64_t created_at;
+};
+
+struct analytics {
+    int64_t total_referrals, converted_referrals, rewards_awarded, active_codes, expired_codes;
+};
+
+/* Newest first, optionally filtered (NULL: any); id < before_id ("" : from the newest). */
+int store_automation_logs(struct store *s, const char *service, const char *status,
+                          const char *before_id, int limit,
+                          void (*fn)(const struct automation_log *l, void *arg), void *arg);
+/* When service last logged action "run" (any status); 0 if never. */
+int store_last_run(struct store *s, const char *service, int64_t *at_ms);
+/* Referrals and rewards created at or after since_ms; codes as of now_ms. */
+int store_analytics(struct store *s, int64_t since_ms, int64_t now_ms, struct analytics *out);
+/* Per UTC day from first_day (days since the epoch) for n days: referred sign-ups (referrals
+ * created) and conversions (referrals converted) into signups[n], conversions[n]. */
+int store_trends(struct store *s, int64_t first_day, int n, int64_t *signups, int64_t *conversions);
+/* Writes waiting for the writer, for health checks. */
+int store_queue_depth(struct store *s);
+
 /* Recompute every balance from the ledger and check the money invariants. Calls report once
  * per check with the number of violating rows (0: pass) and the first of them. Returns the
  * number of failed checks, or TE_DB. */
@@ -220,6 +249,12 @@ enum store_op {
     OP_CLAIM_REWARD,
     OP_CATALOG_CREATE,
     OP_CATALOG_UPDATE,
+    OP_JOB_CLEANUP_CODES,
+    OP_JOB_EXPIRE_REWARDS,
+    OP_JOB_AWARD_BADGES,
+    OP_JOB_FIND_QUALIFIED,
+    OP_JOB_PAY_QUALIFIED,
+    OP_AUTOMATION_LOG,
 };
 
 #define TXID_MAX_BYTES 129
@@ -313,6 +348,16 @@ struct store_write {
             char id[ID_LEN + 1];  /* update only */
             json_t *values;       /* borrowed: JSON names -> validated values */
         } catalog;
+        /* One bounded batch of a scheduled job (the job repeats until a batch does nothing). */
+        struct {
+            int batch;             /* referrers, groups, codes or rewards per transaction */
+            int threshold;         /* bonus group size, or conversions for a badge */
+            bool conversions_only; /* bonus: count converted referrals, not sign-ups */
+            int64_t amount_cents;  /* bonus per group */
+            char badge[64];
+            char cursor[ID_LEN + 1]; /* keyset position: "" starts from the beginning */
+        } job;
+        struct automation_log log;
     } in;
     union {
         struct {
@@ -370,6 +415,13 @@ struct store_write {
         struct {
             char id[ID_LEN + 1];
         } catalog;
+        struct {
+            int64_t rows;   /* codes, rewards, badges or referrals touched */
+            int64_t groups; /* bonus groups made or paid */
+            int64_t amount_cents;
+            bool more;      /* another batch may have work: call again (with cursor) */
+            char cursor[ID_LEN + 1];
+        } job;
     } out;
     int rc;                            /* 0 or TE_*; set by the writer before done() */
     void (*done)(struct store_write *w); /* called on the writer thread after commit */

@@ -56,6 +56,12 @@ struct store_engine {
     int (*verify)(void *conn, void (*report)(const char *check, long long problems,
                                              const char *example, void *arg),
                   void *arg);
+    int (*automation_logs)(void *conn, const char *service, const char *status,
+                           const char *before_id, int limit,
+                           void (*fn)(const struct automation_log *l, void *arg), void *arg);
+    int (*last_run)(void *conn, const char *service, int64_t *at_ms);
+    int (*analytics)(void *conn, int64_t since_ms, int64_t now_ms, struct analytics *out);
+    int (*trends)(void *conn, int64_t first_day, int n, int64_t *signups, int64_t *conversions);
     int (*rewards_list)(void *conn, const char *user_id,
                         void (*fn)(const struct reward *rw, void *arg), void *arg);
 };
