@@ -14,7 +14,8 @@ int money_parse(const char *s, int64_t max_cents, int64_t *cents)
     int nd = 0;
     const char *p = s;
     while (*p >= '0' && *p <= '9') {
-        if (whole > (INT64_MAX / 100 - 9) / 10)
+        /* keep whole <= INT64_MAX / 100 so that whole * 100 below cannot overflow */
+        if (whole > (INT64_MAX / 100 - (*p - '0')) / 10)
             return MONEY_TOO_LARGE;
         whole = whole * 10 + (*p++ - '0');
         nd++;
@@ -43,6 +44,8 @@ int money_parse(const char *s, int64_t max_cents, int64_t *cents)
         return MONEY_BAD_FORMAT;
     if (nf == 1)
         frac *= 10;
+    if (whole > (INT64_MAX - frac) / 100)
+        return MONEY_TOO_LARGE;
     int64_t v = whole * 100 + frac;
     if (v > max_cents)
         return MONEY_TOO_LARGE;
@@ -57,9 +60,14 @@ int money_parse_rate(const char *s, int64_t max_centi, int64_t *centi)
 
 int money_from_json_real(double v, int64_t max_cents, int64_t *cents)
 {
-    /* 2^53 / 100: beyond it a double cannot hold every cent; far above any allowed amount. */
-    if (!(v >= 0) || v > 90071992547409.0)
-        return v < 0 ? MONEY_BAD_FORMAT : MONEY_TOO_LARGE;
+    if (!(v >= 0)) /* negative or NaN */
+        return MONEY_BAD_FORMAT;
+    /* 2^46: below it doubles are at most 2^-7 apart, so the double nearest a two-decimal
+     * amount is within 0.005 of it and prints back as that amount. Above it (spacing 2^-6)
+     * two amounts can share a double (70368744177664.01 reads back as .02). Far above any
+     * allowed amount. */
+    if (v > 70368744177664.0)
+        return MONEY_TOO_LARGE;
     char buf[64];
     snprintf(buf, sizeof buf, "%.2f", v);
     if (strtod(buf, NULL) != v)
