@@ -27,7 +27,7 @@ int money_parse(const char *s, int64_t max_cents, int64_t *cents);
 
 /* A JSON number that jansson decoded as a double: accepted only when it has at most two
  * decimals, decided by a round trip (format with 2 decimals, parse back, compare bit-exact),
- * which is exact for every amount below 2^53 / 100. */
+ * which is exact for every amount below 2^46 cents (doubles are then at most 2^-7 apart). */
 int money_from_json_real(double v, int64_t max_cents, int64_t *cents);
 
 /* "-12.34" style text of cents into out[MONEY_TEXT_MAX]. */

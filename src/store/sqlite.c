@@ -219,6 +219,17 @@ static const char *const migrations[] = {
     "CREATE INDEX idx_referral_codes_open ON referral_codes(expires_at) WHERE is_active = 1;"
     "CREATE INDEX idx_automation_logs_status ON automation_logs(status);"
     "CREATE INDEX idx_users_created_at ON users(created_at);",
+
+    /* 4: events, written in the same transaction as the change they describe: the outbox for
+     * WebSocket pushes, webhooks and messages. A user's events are ordered by id (their seq). */
+    "CREATE TABLE events ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  user_id TEXT NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  data TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX idx_events_user ON events(user_id, id);"
+    "ALTER TABLE users ADD COLUMN phone TEXT;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -481,6 +492,22 @@ static void s_maintain(void *conn)
     if (sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done) !=
         SQLITE_OK && sqlite3_errcode(c->db) != SQLITE_BUSY)
         sq_fail(c, "checkpoint");
+}
+
+static const char SQL_EVENT_INSERT[] =
+    "INSERT INTO events (user_id, type, data, created_at) VALUES (?1, ?2, ?3, ?4)";
+
+int sq_event(struct sconn *c, const char *user_id, const char *type, const char *data,
+             int64_t now)
+{
+    sqlite3_stmt *st = sq_prep(c, SQL_EVENT_INSERT);
+    if (!st)
+        return TE_DB;
+    sq_bind_text(st, 1, user_id);
+    sq_bind_text(st, 2, type);
+    sq_bind_text(st, 3, data);
+    sqlite3_bind_int64(st, 4, now);
+    return sq_step_write(c, st, 0);
 }
 
 /* ---- reads ---- */
@@ -808,7 +835,10 @@ static int referral_create(struct sconn *c, const char *user_id, const char *cod
     if (sqlite3_changes(c->db) != 1)
         return TE_ALREADY_REFERRED;
     str_copy(referrer_id, ID_LEN + 1, rc.user_id);
-    return 0;
+    char data[160];
+    snprintf(data, sizeof data, "{\"referralId\":\"%s\",\"referredUserId\":\"%s\"}",
+             referral_id, user_id);
+    return sq_event(c, rc.user_id, "referral_tracked", data, now);
 }
 
 static const char SQL_USER_INSERT[] =

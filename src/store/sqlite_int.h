@@ -35,6 +35,10 @@ int sq_step_write(struct sconn *c, sqlite3_stmt *st, int on_unique);
 /* 0 if the user exists, TE_USER_NOT_FOUND, or TE_DB. */
 int sq_user_exists(struct sconn *c, const char *id);
 
+/* Append an event for user_id (data: a JSON object's text) in the current transaction. */
+int sq_event(struct sconn *c, const char *user_id, const char *type, const char *data,
+             int64_t now);
+
 /* Writes and reads implemented in sqlite_money.c / sqlite_catalog.c. */
 int sq_apply_money(struct sconn *c, struct store_write *w);
 int sq_apply_catalog(struct sconn *c, struct store_write *w);

@@ -55,6 +55,12 @@ static const char SQL_BADGE_INSERT[] =
     " FROM referrals WHERE status = 'converted' AND referrer_user_id > ?1"
     " AND referrer_user_id <= ?6"
     " GROUP BY referrer_user_id HAVING COUNT(*) >= ?2";
+/* The badges this batch created (created_at is this transaction's clock; the cursor range
+ * bounds the scan), announced as reward_granted events in the same transaction. */
+static const char SQL_BADGE_EVENTS[] =
+    "INSERT INTO events (user_id, type, data, created_at) SELECT user_id, 'reward_granted',"
+    " json_object('rewardId', id, 'rewardType', 'badge', 'rewardValue', json(reward_value)), ?1"
+    " FROM user_rewards WHERE badge = ?2 AND created_at = ?1 AND user_id > ?3 AND user_id <= ?4";
 
 static int award_badges(struct sconn *c, struct store_write *w)
 {
@@ -86,7 +92,17 @@ static int award_badges(struct sconn *c, struct store_write *w)
     sq_bind_text(st, 4, w->in.job.badge);
     sqlite3_bind_int64(st, 5, w->now_ms);
     sq_bind_text(st, 6, last);
-    return changes_of(c, st, &w->out.job.rows);
+    int e = changes_of(c, st, &w->out.job.rows);
+    if (e || w->out.job.rows == 0)
+        return e;
+    if (!(st = sq_prep(c, SQL_BADGE_EVENTS)))
+        return TE_DB;
+    sqlite3_bind_int64(st, 1, w->now_ms);
+    sq_bind_text(st, 2, w->in.job.badge);
+    sqlite3_bind_text(st, 3, w->in.job.cursor, -1, SQLITE_TRANSIENT);
+    sq_bind_text(st, 4, last);
+    int64_t announced = 0;
+    return changes_of(c, st, &announced);
 }
 
 /* Phase one of the threshold bonus. The assignment is computed into a temporary table once,
@@ -183,6 +199,11 @@ static const char SQL_PAY_WALLETS[] =
     " GROUP BY referrer"
     " ON CONFLICT(user_id) DO UPDATE SET cash_cents = cash_cents + excluded.cash_cents,"
     " updated_at = excluded.updated_at";
+static const char SQL_PAY_EVENTS[] =
+    "INSERT INTO events (user_id, type, data, created_at) SELECT referrer, 'bonus_paid',"
+    " json_object('groupId', group_id, 'amount', printf('%d.%02d', amount_cents / 100,"
+    " amount_cents % 100), 'amountCents', amount_cents), ?1 FROM temp.bonus_pay"
+    " WHERE amount_cents > 0";
 static const char SQL_PAY_GROUPS[] =
     "UPDATE bonus_groups SET status = 'paid', paid_at = ?1 WHERE status = 'processing'"
     " AND id IN (SELECT group_id FROM temp.bonus_pay)";
@@ -208,7 +229,7 @@ static int pay_qualified(struct sconn *c, struct store_write *w)
     w->out.job.more = picked == w->in.job.batch;
     if (picked == 0)
         return 0;
-    const char *steps[] = {SQL_PAY_LEDGER, SQL_PAY_WALLETS, SQL_PAY_GROUPS};
+    const char *steps[] = {SQL_PAY_LEDGER, SQL_PAY_WALLETS, SQL_PAY_EVENTS, SQL_PAY_GROUPS};
     for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
         if (!(st = sq_prep(c, steps[i])))
             return TE_DB;

@@ -8,6 +8,7 @@
  *    nothing; the UNIQUE index makes a double credit impossible even if two writers raced;
  *  - points never go below zero (CHECK on wallets.points, and the guarded UPDATE on redeem). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
@@ -133,11 +134,22 @@ static int convert(struct sconn *c, const char *user_id, const struct conversion
     sqlite3_reset(st);
     if (r != SQLITE_DONE)
         return sq_fail(c, "convert");
-    if (!*converted || rw->days <= 0)
+    if (!*converted)
         return 0;
+    char data[256];
+    snprintf(data, sizeof data, "{\"referralId\":\"%s\",\"referredUserId\":\"%s\"}",
+             referral_id, user_id);
+    int e = sq_event(c, referrer_id, "referral_converted", data, now);
+    if (e || rw->days <= 0)
+        return e;
     char rid[ID_LEN + 1], value[64];
     uuid_new(rid);
     snprintf(value, sizeof value, "{\"days\":%d}", rw->days);
+    snprintf(data, sizeof data,
+             "{\"rewardId\":\"%s\",\"rewardType\":\"free_premium\",\"rewardValue\":%s}", rid,
+             value);
+    if ((e = sq_event(c, referrer_id, "reward_granted", data, now)))
+        return e;
     st = sq_prep(c, SQL_REWARD_INSERT);
     if (!st)
         return TE_DB;
@@ -169,6 +181,24 @@ static int load_commissions(struct sconn *c, const char *purchase_id, struct com
     }
     sqlite3_reset(st);
     return 0;
+}
+
+/* Seed 001's earning_update: {from, level, amount} to the referrer who earned it. */
+static int earning_event(struct sconn *c, const struct commission *cm, const char *buyer,
+                         const char *purchase_id, const char *txid, int64_t now)
+{
+    char amount[MONEY_TEXT_MAX];
+    money_format(cm->cents, amount);
+    json_t *o = json_pack("{s:s, s:i, s:s, s:I, s:s, s:s}", "from", buyer, "level", cm->level,
+                          "amount", amount, "amountCents", (json_int_t)cm->cents, "purchaseId",
+                          purchase_id, "transactionId", txid);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (!text)
+        return TE_NOMEM;
+    int e = sq_event(c, cm->user_id, "earning_update", text, now);
+    free(text);
+    return e;
 }
 
 /* Everything the purchase needs to know about the buyer, in one statement: whether they exist,
@@ -296,14 +326,24 @@ static int apply_purchase(struct sconn *c, struct store_write *w)
             cm->level = level;
             cm->bps = bps;
             cm->cents = cents;
+            if ((e = earning_event(c, cm, in->user_id, out->purchase_id, in->transaction_id,
+                                   now)))
+                return e;
         }
     }
     out->points_awarded = points;
     out->points_balance = balance;
-    if (points > 0 && (e = post(c, in->user_id, false, points, "points_award", 0, 0,
-                                out->purchase_id, NULL, in->promotion_id, now,
-                                &out->points_balance)))
-        return e;
+    if (points > 0) {
+        if ((e = post(c, in->user_id, false, points, "points_award", 0, 0, out->purchase_id,
+                      NULL, in->promotion_id, now, &out->points_balance)))
+            return e;
+        char data[200];
+        snprintf(data, sizeof data,
+                 "{\"purchaseId\":\"%s\",\"pointsAwarded\":%lld,\"pointsBalance\":%lld}",
+                 out->purchase_id, (long long)points, (long long)out->points_balance);
+        if ((e = sq_event(c, in->user_id, "points_update", data, now)))
+            return e;
+    }
     if (pending && in->amount_cents >= in->min_cents) {
         char rid[ID_LEN + 1], ref[ID_LEN + 1];
         if ((e = convert(c, in->user_id, &in->reward, now, rid, ref, &out->converted)))
@@ -438,6 +478,14 @@ static int apply_refund(struct sconn *c, struct store_write *w)
         cm->level = orig[i].level;
         cm->bps = orig[i].bps;
         cm->cents = rev;
+        char data[256], amt[MONEY_TEXT_MAX];
+        money_format(-rev, amt);
+        snprintf(data, sizeof data,
+                 "{\"purchaseId\":\"%s\",\"refundId\":\"%s\",\"level\":%d,\"amount\":\"%s\","
+                 "\"amountCents\":%lld}",
+                 out->purchase_id, out->refund_id, cm->level, amt, (long long)-rev);
+        if ((e = sq_event(c, cm->user_id, "purchase_refunded", data, now)))
+            return e;
     }
 
     /* Points: the same cumulative rule, but never below zero: what the buyer already spent
@@ -482,7 +530,14 @@ static int apply_refund(struct sconn *c, struct store_write *w)
         return e;
     out->amount_cents = part;
     out->refunded_cents = after;
-    return 0;
+    char data[300], amt[MONEY_TEXT_MAX];
+    money_format(part, amt);
+    snprintf(data, sizeof data,
+             "{\"purchaseId\":\"%s\",\"refundId\":\"%s\",\"amount\":\"%s\",\"amountCents\":%lld,"
+             "\"pointsReversed\":%lld,\"pointsUnrecovered\":%lld}",
+             out->purchase_id, out->refund_id, amt, (long long)part,
+             (long long)out->points_reversed, (long long)out->points_unrecovered);
+    return sq_event(c, buyer, "purchase_refunded", data, now);
 }
 
 static int apply_convert(struct sconn *c, struct store_write *w)
