@@ -2,11 +2,11 @@
 # any missing Debian package (scripts/deps.sh, list in scripts/debian-packages.txt).
 
 CC      ?= cc
-PKGS    := libmicrohttpd jansson libsodium libjwt sqlite3 libpq libcurl
+PKGS    := libmicrohttpd jansson libsodium libjwt sqlite3 libpq libcurl gnutls
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CSTD    := -std=c17 -D_GNU_SOURCE
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null) -I/usr/include/postgresql
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -ljansson -lsodium -ljwt -lsqlite3 -lpq -lcurl) -lpthread -lm
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -lmicrohttpd -ljansson -lsodium -ljwt -lsqlite3 -lpq -lcurl -lgnutls) -lwslay -lpthread -lm  # wslay ships no .pc file
 CFLAGS_BASE = $(CSTD) $(WARN) -Isrc $(PKG_CFLAGS) -g
 
 SRC      := $(shell find src -name '*.c' | sort)

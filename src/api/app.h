@@ -12,6 +12,7 @@
 #include "store/store.h"
 
 struct lb_cache;
+struct ws_hub;
 struct zone_cache;
 struct tz;
 
@@ -27,6 +28,7 @@ struct app {
     struct lb_cache *lb;
     struct zone_cache *zones;
     struct scheduler *scheduler;  /* NULL when ENABLE_AUTOMATION_WORKER=false */
+    struct ws_hub *ws;            /* pushes events to WebSockets */
     atomic_uint referral_gen;     /* bumped on every referral change: invalidates the cache */
     int64_t started_ms;
 };
@@ -97,5 +99,6 @@ int api_catalog_list(struct req *r);
 int api_referral_analytics(struct req *r);
 int api_referral_trends(struct req *r);
 int api_admin_automation_logs(struct req *r);
+int api_ws_connect(struct req *r);
 
 #endif

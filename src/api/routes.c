@@ -6,6 +6,7 @@ const struct route api_routes[] = {
     {"GET", "/healthz", api_health_live, AUTH_NONE, 0, false},
     {"GET", "/readyz", api_health_ready, AUTH_NONE, 0, false},
     {"GET", "/metrics", api_health_metrics, AUTH_NONE, 0, false},
+    {"GET", "/ws", api_ws_connect, AUTH_NONE, 0, false}, /* authenticates itself: ?token= too */
     {"POST", "/api/auth/signup", api_auth_signup, AUTH_NONE, 4096, true},
     {"POST", "/api/auth/login", api_auth_login, AUTH_NONE, 4096, true},
     {"GET", "/api/me", api_me_get, AUTH_USER, 0, false},

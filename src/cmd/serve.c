@@ -11,6 +11,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "jobs/jobs.h"
+#include "notify/ws.h"
 
 static const char *env_get(const char *name)
 {
@@ -106,6 +107,9 @@ int cmd_serve(int argc, char **argv)
         .conn_timeout_s = app->cfg.conn_timeout_s,
         .log_requests = app->cfg.log_requests,
     };
+    if (ws_hub_new(app->store, &app->ws))
+        goto out;
+    store_set_commit_hook(app->store, ws_hub_notify, app->ws);
     if (http_server_start(&hc, api_routes, api_routes_n, app, api_authenticate, &app->http))
         goto out;
     if (app->cfg.automation_enabled) {
@@ -131,6 +135,9 @@ out:
     http_server_quiesce(app->http);
     if (app->hashq)
         workq_free(app->hashq);
+    if (app->ws)
+        store_set_commit_hook(app->store, NULL, NULL);
+    ws_hub_free(app->ws); /* closes every socket, before libmicrohttpd lets go of them */
     http_server_stop(app->http);
     store_close(app->store);
     throttle_free(app->login_account);

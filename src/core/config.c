@@ -231,6 +231,10 @@ int config_from_env(struct config *c, const char *(*get)(const char *name), char
         else
             FAIL("TALLY_BONUS_COUNTS must be signup or conversion (got \"%s\")", s);
     }
+    if ((s = get("TALLY_WS_ORIGINS")) && *s) {
+        if (!str_copy(c->ws_origins, sizeof c->ws_origins, s))
+            FAIL("TALLY_WS_ORIGINS is longer than %zu bytes", sizeof c->ws_origins - 1);
+    }
     if ((s = get("TALLY_JOBS_TIMEZONE")) && *s) {
         if (!str_copy(c->jobs_timezone, sizeof c->jobs_timezone, s))
             FAIL("TALLY_JOBS_TIMEZONE is too long");

@@ -35,7 +35,8 @@ struct config {
     int bonus_threshold;          /* REFERRAL_BONUS_THRESHOLD: referrals per bonus group */
     int64_t bonus_amount_cents;   /* REFERRAL_BONUS_AMOUNT */
     bool bonus_conversions_only;  /* TALLY_BONUS_COUNTS=conversion; default: sign-ups */
-    char jobs_timezone[65];       /* TALLY_JOBS_TIMEZONE: zone cron schedules are read in */
+    char jobs_timezone[65];
+    char ws_origins[1024];        /* TALLY_WS_ORIGINS: browser origins allowed on /ws */       /* TALLY_JOBS_TIMEZONE: zone cron schedules are read in */
     /* money (issue 3) */
     int commission_levels;
     int commission_bps[LIMIT_COMMISSION_LEVELS];

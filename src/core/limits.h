@@ -48,6 +48,15 @@
 #define LIMIT_WRITE_QUEUE 8192      /* waiting writes; beyond, 503 so memory stays bounded */
 #define LIMIT_WRITE_BATCH 1024      /* writes per transaction: one fsync for up to this many */
 
+/* WebSocket (notify/ws.c): one thread holds every socket; these bound what one client costs. */
+#define LIMIT_WS_SOCKETS 10000          /* open sockets per node; beyond, 503 before the upgrade */
+#define LIMIT_WS_MSG_BYTES 4096         /* a client message over this closes with 1009 */
+#define LIMIT_WS_QUEUE_BYTES (1 << 20)  /* unsent bytes per socket; a slower reader is dropped */
+#define LIMIT_WS_REPLAY 10000           /* events replayed for ?since=SEQ */
+#define LIMIT_WS_PING_S 30              /* idle sockets are pinged this often */
+#define LIMIT_WS_PONG_S 75              /* and closed when silent this long */
+#define LIMIT_WS_ORIGINS 16
+
 /* Money */
 #define LIMIT_AMOUNT_CENTS_MAX 100000000000LL /* 1e9 currency units: above any real purchase */
 #define LIMIT_COMMISSION_LEVELS 5

@@ -23,6 +23,9 @@
 
 struct req;
 typedef int (*handler_fn)(struct req *r);
+struct http_upgrade;
+typedef void (*upgrade_fn)(void *arg, int sock, const char *extra, size_t extra_len,
+                           struct http_upgrade *h);
 
 enum auth_need {
     AUTH_NONE = 0,
@@ -64,6 +67,7 @@ struct req {
     char request_id[LIMIT_REQUEST_ID_BYTES + 1];
     char client_addr[64];
     void *app;        /* the application context given to http_server_start */
+    const char *session_token; /* a web session's token (cookie), set by the auth layer */
     /* continuation after req_resume */
     handler_fn next;
     void *ctx;                 /* handler state across suspension */
@@ -76,6 +80,9 @@ struct req {
     const char *content_type;
     char location[600];
     int retry_after_s;
+    upgrade_fn upgrade;
+    void *upgrade_arg;
+    char upgrade_accept[64];
     /* error detail */
     char err_field[64];
     char err_msg[256];
@@ -103,6 +110,15 @@ int req_fail(struct req *r, int e, const char *field, const char *fmt, ...)
 int req_str(struct req *r, const char *field, bool required, const char **out);
 int req_int(struct req *r, const char *field, bool required, long long min, long long max,
             long long def, long long *out);
+
+/* Connection upgrades (WebSocket). Answer 101 Switching Protocols with "Upgrade: websocket"
+ * and Sec-WebSocket-Accept: accept_key; after the answer is sent, fn receives the connection's
+ * socket (owned by fn until it calls http_upgrade_close(h)), with any bytes the client sent
+ * beyond the request in extra (valid only during the call). fn runs on an HTTP thread and must
+ * not block. */
+int req_upgrade(struct req *r, const char *accept_key, upgrade_fn fn, void *arg);
+/* Give the socket back to libmicrohttpd, which closes it. Any thread, exactly once. */
+void http_upgrade_close(struct http_upgrade *h);
 
 /* Suspend before handing work to another thread; that thread calls req_resume(r) exactly
  * once, after which next(r) runs on an HTTP thread. */

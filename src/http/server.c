@@ -160,6 +160,36 @@ void req_resume(struct req *r)
     MHD_resume_connection(r->internal->conn);
 }
 
+int req_upgrade(struct req *r, const char *accept_key, upgrade_fn fn, void *arg)
+{
+    r->upgrade = fn;
+    r->upgrade_arg = arg;
+    str_copy(r->upgrade_accept, sizeof r->upgrade_accept, accept_key);
+    r->status = 101;
+    return 0;
+}
+
+struct upgrade_cls {
+    upgrade_fn fn;
+    void *arg;
+};
+
+static void on_upgrade(void *cls, struct MHD_Connection *connection, void *con_cls,
+                       const char *extra_in, size_t extra_in_size, MHD_socket sock,
+                       struct MHD_UpgradeResponseHandle *urh)
+{
+    struct upgrade_cls u = *(struct upgrade_cls *)cls;
+    free(cls);
+    (void)connection;
+    (void)con_cls;
+    u.fn(u.arg, sock, extra_in, extra_in_size, (struct http_upgrade *)urh);
+}
+
+void http_upgrade_close(struct http_upgrade *h)
+{
+    MHD_upgrade_action((struct MHD_UpgradeResponseHandle *)h, MHD_UPGRADE_ACTION_CLOSE);
+}
+
 /* ---- responses ---- */
 
 static int status_index(int status)
@@ -189,6 +219,26 @@ static enum MHD_Result send_response(struct http_conn_state *st)
 {
     struct req *r = &st->req;
     struct MHD_Response *resp;
+    if (r->upgrade) {
+        struct upgrade_cls *u = malloc(sizeof *u);
+        if (!u)
+            return MHD_NO;
+        u->fn = r->upgrade;
+        u->arg = r->upgrade_arg;
+        resp = MHD_create_response_for_upgrade(on_upgrade, u);
+        if (!resp) {
+            free(u);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "websocket");
+        MHD_add_response_header(resp, "Sec-WebSocket-Accept", r->upgrade_accept);
+        MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+        enum MHD_Result ret = MHD_queue_response(st->conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+        MHD_destroy_response(resp);
+        if (ret != MHD_YES)
+            free(u); /* never queued: the handler will not run */
+        return ret;
+    }
     if (r->resp) {
         char *text = json_dumps(r->resp, JSON_COMPACT | JSON_PRESERVE_ORDER |
                                              (json_is_object(r->resp) || json_is_array(r->resp)
@@ -356,7 +406,7 @@ static enum MHD_Result finish(struct http_conn_state *st, int rc)
         return MHD_YES;
     if (rc < 0)
         set_error(r, rc);
-    else if (!r->resp && !r->raw && r->status == 0)
+    else if (!r->resp && !r->raw && !r->upgrade && r->status == 0)
         set_error(r, TE_INTERNAL);
     return send_response(st);
 }
@@ -503,7 +553,8 @@ int http_server_start(const struct http_config *cfg, const struct route *routes,
         free(s);
         return TE_INTERNAL;
     }
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
+                     MHD_USE_ERROR_LOG;
     s->d = MHD_start_daemon(
         flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_CONNECTION_TIMEOUT,

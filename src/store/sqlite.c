@@ -510,6 +510,53 @@ int sq_event(struct sconn *c, const char *user_id, const char *type, const char 
     return sq_step_write(c, st, 0);
 }
 
+static const char SQL_EVENTS_ALL[] =
+    "SELECT id, user_id, type, data, created_at FROM events WHERE id > ?1 AND (?2 = 0 OR id <= ?2)"
+    " ORDER BY id LIMIT ?3";
+static const char SQL_EVENTS_USER[] =
+    "SELECT id, user_id, type, data, created_at FROM events WHERE user_id = ?4 AND id > ?1"
+    " AND (?2 = 0 OR id <= ?2) ORDER BY id LIMIT ?3";
+
+static int s_events(void *conn, const char *user_id, int64_t after_id, int64_t upto_id,
+                    int limit, void (*fn)(const struct event *ev, void *arg), void *arg)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st = sq_prep(c, user_id ? SQL_EVENTS_USER : SQL_EVENTS_ALL);
+    if (!st)
+        return TE_DB;
+    sqlite3_bind_int64(st, 1, after_id);
+    sqlite3_bind_int64(st, 2, upto_id);
+    sqlite3_bind_int(st, 3, limit);
+    if (user_id)
+        sq_bind_text(st, 4, user_id);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        struct event ev;
+        ev.id = sqlite3_column_int64(st, 0);
+        sq_col_text(st, 1, ev.user_id, sizeof ev.user_id);
+        sq_col_text(st, 2, ev.type, sizeof ev.type);
+        ev.data = (const char *)sqlite3_column_text(st, 3);
+        ev.created_at = sqlite3_column_int64(st, 4);
+        fn(&ev, arg);
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_DONE ? 0 : sq_fail(c, "events");
+}
+
+static const char SQL_EVENTS_MAX[] = "SELECT COALESCE(MAX(id), 0) FROM events";
+
+static int s_events_max_id(void *conn, int64_t *out)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st = sq_prep(c, SQL_EVENTS_MAX);
+    if (!st)
+        return TE_DB;
+    int r = sqlite3_step(st);
+    *out = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return r == SQLITE_ROW ? 0 : sq_fail(c, "events max");
+}
+
 /* ---- reads ---- */
 
 #define USER_COLS                                                                              \
@@ -1043,6 +1090,8 @@ const struct store_engine store_engine_sqlite = {
     .verify = sq_verify,
     .automation_logs = sq_automation_logs,
     .last_run = sq_last_run,
+    .events = s_events,
+    .events_max_id = s_events_max_id,
     .analytics = sq_analytics,
     .trends = sq_trends,
 };

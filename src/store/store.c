@@ -41,6 +41,8 @@ struct store {
     pthread_cond_t maint_cv; /* its own: a signal for the writer must never wake it instead */
     struct store_write *sync_head, *sync_tail; /* committed, waiting for the sync */
     bool sync_closing;
+    void (*commit_hook)(void *arg);
+    void *commit_hook_arg;
 
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -85,8 +87,11 @@ static void *reader(struct store *s)
     } while (0)
 
 
-static void finish_batch(struct store_write *batch)
+static void finish_batch(struct store *s, struct store_write *batch)
 {
+    void (*hook)(void *) = s->commit_hook;
+    if (hook)
+        hook(s->commit_hook_arg);
     struct store_write *w = batch;
     while (w) {
         struct store_write *next = w->next;
@@ -149,7 +154,7 @@ static void *syncer_main(void *arg)
                 if (w->rc == 0)
                     w->rc = TE_UNAVAILABLE;
         }
-        finish_batch(list);
+        finish_batch(s, list);
     }
 }
 
@@ -177,7 +182,7 @@ static void *writer_main(void *arg)
         s->queued -= n;
         pthread_mutex_unlock(&s->mu);
         if (!run_batch(s, batch)) {
-            finish_batch(batch);
+            finish_batch(s, batch);
             continue;
         }
         pthread_mutex_lock(&s->mu);
@@ -494,4 +499,23 @@ int store_queue_depth(struct store *s)
     int n = s->queued;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+int store_events(struct store *s, const char *user_id, int64_t after_id, int64_t upto_id,
+                 int limit, void (*fn)(const struct event *ev, void *arg), void *arg)
+{
+    READ(s, events(c_, user_id, after_id, upto_id, limit, fn, arg));
+}
+
+int store_events_max_id(struct store *s, int64_t *out)
+{
+    READ(s, events_max_id(c_, out));
+}
+
+void store_set_commit_hook(struct store *s, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&s->mu);
+    s->commit_hook_arg = arg;
+    s->commit_hook = fn;
+    pthread_mutex_unlock(&s->mu);
 }

@@ -223,6 +223,24 @@ int store_trends(struct store *s, int64_t first_day, int n, int64_t *signups, in
 /* Writes waiting for the writer, for health checks. */
 int store_queue_depth(struct store *s);
 
+struct event {
+    int64_t id; /* also the user's sequence number: increasing per user */
+    char user_id[ID_LEN + 1];
+    char type[32];
+    const char *data; /* JSON object text; borrowed for the callback's duration */
+    int64_t created_at;
+};
+
+/* Events with id > after_id (all users, or only user_id when not NULL) and id <= upto_id
+ * (0: no bound), oldest first, at most limit. */
+int store_events(struct store *s, const char *user_id, int64_t after_id, int64_t upto_id,
+                 int limit, void (*fn)(const struct event *ev, void *arg), void *arg);
+/* The newest event id (0 when none). */
+int store_events_max_id(struct store *s, int64_t *out);
+/* Call fn(arg) after every batch of writes is durable (from the writer's or the sync thread):
+ * how the WebSocket hub and the webhook dispatcher learn that events may have arrived. */
+void store_set_commit_hook(struct store *s, void (*fn)(void *arg), void *arg);
+
 /* Recompute every balance from the ledger and check the money invariants. Calls report once
  * per check with the number of violating rows (0: pass) and the first of them. Returns the
  * number of failed checks, or TE_DB. */

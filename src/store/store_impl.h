@@ -59,6 +59,9 @@ struct store_engine {
     int (*automation_logs)(void *conn, const char *service, const char *status,
                            const char *before_id, int limit,
                            void (*fn)(const struct automation_log *l, void *arg), void *arg);
+    int (*events)(void *conn, const char *user_id, int64_t after_id, int64_t upto_id, int limit,
+                  void (*fn)(const struct event *ev, void *arg), void *arg);
+    int (*events_max_id)(void *conn, int64_t *out);
     int (*last_run)(void *conn, const char *service, int64_t *at_ms);
     int (*analytics)(void *conn, int64_t since_ms, int64_t now_ms, struct analytics *out);
     int (*trends)(void *conn, int64_t first_day, int n, int64_t *signups, int64_t *conversions);
