@@ -233,14 +233,10 @@ int api_purchase_create(struct req *r)
     in->quantity = quantity;
     in->amount_cents = amount;
     in->occurred_at = occurred_at;
-    /* What makes two requests "the same purchase": everything the client chose, by value
-     * (100 and "100.00" are one amount; 07:30:00Z and 23:30:00-08:00 the day before are one
-     * instant), so a retry that spells a value differently is still a replay. */
-    char when[24] = "";
-    if (occurred)
-        snprintf(when, sizeof when, "%lld", (long long)occurred_at);
+    /* What makes two requests "the same purchase": everything the client chose. */
     snprintf(in->fingerprint, sizeof in->fingerprint, "u=%s|a=%lld|p=%s|q=%lld|t=%s", user_id,
-             (long long)amount, product_id ? product_id : "", quantity, when);
+             (long long)amount, product_id ? product_id : "", quantity,
+             occurred ? occurred : "");
     in->levels = app->cfg.commission_levels;
     memcpy(in->bps, app->cfg.commission_bps, sizeof in->bps);
     in->min_cents = app->cfg.commission_min_cents;

@@ -99,10 +99,10 @@ def test_seed_flow_chain_of_three_pays_5_and_1_percent(tally, shop, abc):
 def test_earnings_of_another_user_are_never_shown(tally, shop, abc):
     a, b, c = abc
     shop.buy(c, "100.00")
-    for reader, target in ((c, b), (b, a), (a, b), (c, a)):
+    # Someone else's earnings answer like a user that does not exist: nothing is revealed.
+    for reader, target in ((c, b), (b, a), (a, b), (c, a), (a, {"id": str(uuid.uuid4())})):
         r = tally.get(f"/api/earnings/{target['id']}", token=reader["token"])
-        assert r.status_code in (403, 404), r.text
-        assert set(r.json()) == {"error"}, r.text  # no entries, no totals
+        assert_error(r, 404, "not_found")  # the body is only the error: no entries, no totals
     r = tally.get(f"/api/earnings/{b['id']}")
     assert_error(r, 401, "unauthorized")
     # A till's key is not an admin: it may post purchases, not read earnings.
@@ -134,6 +134,18 @@ def test_commissions_that_round_to_zero_are_left_out(tally, shop, abc):
     assert tally.sql("SELECT COUNT(*) FROM ledger_entries WHERE purchase_id = ?",
                      (body["purchaseId"],)) == [(0,)]
     assert shop.wallet(b)[0] == Decimal("0.01") and shop.wallet(a)[0] == 0
+
+
+@pytest.mark.parametrize("raw,cents", [("1e2", 10000), ("1.5e1", 1500), ("12.30", 1230),
+                                       ("0.01", 1), ('"1.500"', 150), ('"007.10"', 710)])
+def test_amount_spellings_are_exact(tally, shop, bad_input_world, raw, cents):
+    """docs/API.md: a JSON number (exponents too) or a decimal string; trailing zeros are fine."""
+    c = bad_input_world["c"]
+    body = f'{{"transactionId": "{txid()}", "userId": "{c["id"]}", "amount": {raw}}}'
+    r = tally.request("POST", "/api/purchase", token=shop.admin, data=body,
+                      headers={"Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    assert r.json()["amountCents"] == cents
 
 
 def test_amount_at_the_maximum_is_accepted(tally, shop, abc):
@@ -182,23 +194,27 @@ def test_replay_with_the_same_body_answers_200_and_credits_nothing(tally, shop, 
     assert (shop.wallet(a), shop.wallet(b)) == wallets
 
 
-def test_replay_spelling_the_same_values_differently_is_a_replay(tally, shop, abc):
-    """Content is compared by value: the same amount and the same instant, written otherwise."""
+def test_replay_compares_amounts_by_value_and_occurred_at_as_sent(tally, shop, abc):
+    """docs/API.md: content is userId, the amount in cents, productId, quantity (absent = 1) and
+    occurredAt as sent. The same amount spelled otherwise is a replay; the same instant written
+    with another offset is different content (409)."""
     a, b, c = abc
     req = {"transactionId": txid(), "userId": c["id"], "amount": "10.00", "quantity": 1,
            "occurredAt": "2026-03-01T07:30:00Z"}
     first = shop.purchase(req)
     assert first.status_code == 201, first.text
     state = snapshot(tally)
-    for same in ({"amount": 10}, {"amount": 10.0}, {"amount": "10"},
-                 {"occurredAt": "2026-03-01T07:30:00.000Z"},
-                 {"occurredAt": "2026-02-28T23:30:00-08:00"},
-                 {"occurredAt": "2026-03-01T16:30:00+09:00"}):
+    for same in ({"amount": 10}, {"amount": 10.0}, {"amount": "10"}, {"amount": "10.000"}):
         r = shop.purchase({**req, **same})
         assert r.status_code == 200, (same, r.text)
         assert r.json() == {**first.json(), "duplicate": True}
     r = shop.purchase({k: v for k, v in req.items() if k != "quantity"})  # 1 is the default
     assert r.status_code == 200, r.text
+    for other in ("2026-02-28T23:30:00-08:00", "2026-03-01T07:30:00.000Z"):
+        r = shop.purchase({**req, "occurredAt": other})
+        assert_error(r, 409, "idempotency_mismatch")
+    assert_error(shop.purchase({k: v for k, v in req.items() if k != "occurredAt"}), 409,
+                 "idempotency_mismatch")
     assert snapshot(tally) == state
 
 

@@ -134,7 +134,7 @@ def test_10000_random_amounts_match_decimal(tally, shop):
         wrng = random.Random(k)
         conn = FastConn(tally, shop.admin)
         l1 = l2 = Decimal(0)
-        pts = 0
+        pts, balances = 0, []
         try:
             for i in range(per_worker):
                 amount_json, text = random_amount(wrng)
@@ -155,13 +155,25 @@ def test_10000_random_amounts_match_decimal(tally, shop):
                 p = points_for(text, rate) if pid else 0
                 assert resp["pointsAwarded"] == p, (raw, rate, resp)
                 l1, l2, pts = l1 + c1, l2 + c2, pts + p
+                if p:
+                    balances.append((resp["pointsBalance"], p))
         finally:
             conn.close()
-        return l1, l2, pts
+        return l1, l2, pts, balances
 
     results = run_workers(n_workers, worker)
     assert shop.wallet(b) == (sum(r[0] for r in results), 0)
     assert shop.wallet(a) == (sum(r[1] for r in results), 0)
-    assert shop.wallet(c) == (Decimal("0.00"), sum(r[2] for r in results))
+    total_points = sum(r[2] for r in results)
+    assert shop.wallet(c) == (Decimal("0.00"), total_points)
+    # Each award's pointsBalance is the balance right after it, in commit order: the balances
+    # are distinct, each is the one before plus its award, and the last is the wallet's.
+    after = sorted(b_ for r in results for b_ in r[3])
+    assert len({pb for pb, _ in after}) == len(after)
+    prev = 0
+    for pb, p in after:
+        assert pb - p == prev, (pb, p, prev)
+        prev = pb
+    assert prev == total_points
     assert tally.sql("SELECT COUNT(*) FROM purchases WHERE user_id = ?", (c["id"],)) == [
         (n_workers * per_worker,)]

@@ -99,6 +99,16 @@ def test_full_refund_reverses_everything(tally, shop, bought):
                      ("points_reversal", 1)]
     assert tally.sql("SELECT refunded_cents FROM purchases WHERE id = ?",
                      (w["purchase"]["purchaseId"],)) == [(12345,)]
+    # B's earnings list the commission and its reversal, netting to 0.00.
+    level1 = tally.get(f"/api/earnings/{w['b']['id']}", token=w["b"]["token"]).json()[0]
+    assert level1["total"] == "0.00"
+    assert [(e["kind"], e["amount"]) for e in level1["entries"]] == [
+        ("commission", "6.17"), ("commission_reversal", "-6.17")]
+    # A refund does not undo the conversion or its reward (docs/API.md).
+    assert tally.sql("SELECT status FROM referrals WHERE referred_user_id = ?",
+                     (w["c"]["id"],)) == [("converted",)]
+    assert tally.sql("SELECT COUNT(*) FROM user_rewards WHERE user_id = ?", (w["b"]["id"],)) == [
+        (1,)]
 
     # Nothing is left to refund.
     state = snapshot(tally)
