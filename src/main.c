@@ -1,4 +1,5 @@
 /* tally: referral and loyalty rewards server. Dispatches to the commands in src/cmd/. */
+#include <curl/curl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,13 +38,20 @@ int main(int argc, char **argv)
         usage(stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        fprintf(stderr, "tally: libcurl failed to initialise\n");
+        return 1;
+    }
     if (sodium_init() < 0) {
         fprintf(stderr, "tally: libsodium failed to initialise\n");
         return 1;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].fn(argc, argv);
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            int rc = commands[i].fn(argc, argv);
+            curl_global_cleanup();
+            return rc;
+        }
     fprintf(stderr, "tally: unknown command \"%s\"\n\n", argv[1]);
     usage(stderr);
     return 2;

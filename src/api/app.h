@@ -29,6 +29,7 @@ struct app {
     struct zone_cache *zones;
     struct scheduler *scheduler;  /* NULL when ENABLE_AUTOMATION_WORKER=false */
     struct ws_hub *ws;            /* pushes events to WebSockets */
+    struct dispatcher *dispatch;  /* delivers webhooks and messages */
     atomic_uint referral_gen;     /* bumped on every referral change: invalidates the cache */
     int64_t started_ms;
 };
@@ -100,5 +101,14 @@ int api_referral_analytics(struct req *r);
 int api_referral_trends(struct req *r);
 int api_admin_automation_logs(struct req *r);
 int api_ws_connect(struct req *r);
+int api_webhook_create(struct req *r);
+int api_webhook_list(struct req *r);
+int api_webhook_get(struct req *r);
+int api_webhook_update(struct req *r);
+int api_webhook_delete(struct req *r);
+int api_webhook_deliveries(struct req *r);
+int api_me_update(struct req *r);
+/* E.164: "+" and 8 to 15 digits. */
+bool api_phone_valid(const char *s);
 
 #endif

@@ -128,6 +128,12 @@ int api_auth_signup(struct req *r)
         (e = req_str(r, "password", true, &password)) ||
         (e = req_str(r, "referralCode", false, &code)))
         return e;
+    const char *phone = NULL;
+    if ((e = req_str(r, "phone", false, &phone)))
+        return e;
+    if (phone && *phone && !api_phone_valid(phone))
+        return req_fail(r, TE_VALIDATION, "phone",
+                        "phone must be an E.164 number such as +14155550100");
     struct auth_ctx *c = ctx_new(r);
     if (!c)
         return TE_NOMEM;
@@ -160,6 +166,8 @@ int api_auth_signup(struct req *r)
         return req_fail(r, TE_EMAIL_TAKEN, "email", "%s", err_message(TE_EMAIL_TAKEN));
     if (e != TE_USER_NOT_FOUND)
         return e;
+    if (phone)
+        str_copy(w->in.signup.phone, sizeof w->in.signup.phone, phone);
     w->in.signup.code_length = app->cfg.code_length;
     w->in.signup.code_ttl_ms = (int64_t)app->cfg.code_expiry_days * 86400000;
     str_copy(c->password, sizeof c->password, password);

@@ -27,6 +27,7 @@ json_t *api_user_json(const struct user *u)
                         u->referral_code[0] ? json_string(u->referral_code) : json_null());
     json_object_set_new(o, "referredBy",
                         u->referred_by[0] ? json_string(u->referred_by) : json_null());
+    json_object_set_new(o, "phone", u->phone[0] ? json_string(u->phone) : json_null());
     json_object_set_new(o, "isAdmin", json_boolean(u->is_admin));
     json_object_set_new(o, "premiumUntil", api_time_json(u->premium_until));
     json_object_set_new(o, "createdAt", api_time_json(u->created_at));

@@ -11,7 +11,18 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "jobs/jobs.h"
+#include "notify/dispatch.h"
 #include "notify/ws.h"
+
+/* After every durable commit: events may be waiting for sockets and webhooks. */
+static void on_commit(void *arg)
+{
+    struct app *app = arg;
+    if (app->ws)
+        ws_hub_notify(app->ws);
+    if (app->dispatch)
+        dispatcher_notify(app->dispatch);
+}
 
 static const char *env_get(const char *name)
 {
@@ -107,9 +118,9 @@ int cmd_serve(int argc, char **argv)
         .conn_timeout_s = app->cfg.conn_timeout_s,
         .log_requests = app->cfg.log_requests,
     };
-    if (ws_hub_new(app->store, &app->ws))
+    if (ws_hub_new(app->store, &app->ws) || dispatcher_new(app->store, &app->cfg, &app->dispatch))
         goto out;
-    store_set_commit_hook(app->store, ws_hub_notify, app->ws);
+    store_set_commit_hook(app->store, on_commit, app);
     if (http_server_start(&hc, api_routes, api_routes_n, app, api_authenticate, &app->http))
         goto out;
     if (app->cfg.automation_enabled) {
@@ -135,8 +146,9 @@ out:
     http_server_quiesce(app->http);
     if (app->hashq)
         workq_free(app->hashq);
-    if (app->ws)
+    if (app->store)
         store_set_commit_hook(app->store, NULL, NULL);
+    dispatcher_free(app->dispatch); /* an attempt in progress finishes; the rest stay pending */
     ws_hub_free(app->ws); /* closes every socket, before libmicrohttpd lets go of them */
     http_server_stop(app->http);
     store_close(app->store);

@@ -34,6 +34,13 @@ void config_defaults(struct config *c)
     c->bonus_amount_cents = 1000;
     c->bonus_conversions_only = false;
     str_copy(c->jobs_timezone, sizeof c->jobs_timezone, "UTC");
+    c->webhook_timeout_s = 10;
+    /* Standard Webhooks' schedule, stretched to ~3 days: 5s 5m 30m 2h 5h 10h 14h 20h 24h */
+    static const int retry_default[] = {5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400};
+    c->retry_n = (int)(sizeof retry_default / sizeof retry_default[0]);
+    memcpy(c->retry_s, retry_default, sizeof retry_default);
+    str_copy(c->twilio_api_base, sizeof c->twilio_api_base, "https://api.twilio.com");
+    c->messages_per_user_hour = 10;
     c->commission_levels = 2;
     c->commission_bps[0] = 500;
     c->commission_bps[1] = 100;
@@ -168,6 +175,9 @@ int config_from_env(struct config *c, const char *(*get)(const char *name), char
     INT("REFERRAL_MASTER_THRESHOLD", 1, 1000000, master_threshold);
     BOOL("ENABLE_AUTOMATION_WORKER", automation_enabled);
     INT("REFERRAL_BONUS_THRESHOLD", 1, 1000000, bonus_threshold);
+    BOOL("TALLY_WEBHOOK_ALLOW_PRIVATE", webhook_allow_private);
+    INT("TALLY_WEBHOOK_TIMEOUT_SECONDS", 1, 60, webhook_timeout_s);
+    INT("TALLY_MESSAGES_PER_USER_HOUR", 0, 10000, messages_per_user_hour);
     INT("TALLY_COMMISSION_MIN_CENTS", 0, LIMIT_AMOUNT_CENTS_MAX, commission_min_cents);
     INT("TALLY_AMOUNT_MAX_CENTS", 1, LIMIT_AMOUNT_CENTS_MAX, amount_max_cents);
 
@@ -234,6 +244,44 @@ int config_from_env(struct config *c, const char *(*get)(const char *name), char
     if ((s = get("TALLY_WS_ORIGINS")) && *s) {
         if (!str_copy(c->ws_origins, sizeof c->ws_origins, s))
             FAIL("TALLY_WS_ORIGINS is longer than %zu bytes", sizeof c->ws_origins - 1);
+    }
+    if ((s = get("TALLY_WEBHOOK_RETRY_SCHEDULE")) && *s) {
+        char buf[256];
+        if (!str_copy(buf, sizeof buf, s))
+            FAIL("TALLY_WEBHOOK_RETRY_SCHEDULE is too long");
+        int n = 0;
+        char *save = NULL;
+        for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            long long delay;
+            if (n >= 16 || config_parse_int(t, 0, 7 * 86400, &delay))
+                FAIL("TALLY_WEBHOOK_RETRY_SCHEDULE must list at most 16 delays in seconds "
+                     "(0 to 604800), e.g. 5,300,1800 (got \"%s\")",
+                     s);
+            c->retry_s[n++] = (int)delay;
+        }
+        c->retry_n = n;
+    }
+    const struct {
+        const char *name;
+        char *dst;
+        size_t cap;
+    } texts[] = {
+        {"TWILIO_ACCOUNT_SID", c->twilio_sid, sizeof c->twilio_sid},
+        {"TWILIO_AUTH_TOKEN", c->twilio_token, sizeof c->twilio_token},
+        {"TWILIO_FROM", c->twilio_from, sizeof c->twilio_from},
+        {"TWILIO_WHATSAPP_FROM", c->twilio_from, sizeof c->twilio_from},
+        {"TWILIO_API_BASE", c->twilio_api_base, sizeof c->twilio_api_base},
+    };
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
+        if ((s = get(texts[i].name)) && *s) {
+            if (!str_copy(texts[i].dst, texts[i].cap, s) || strpbrk(s, "\r\n"))
+                FAIL("%s is too long or has line breaks", texts[i].name);
+        }
+    }
+    if ((s = get("TWILIO_WHATSAPP_FROM")) && *s && strncmp(s, "whatsapp:", 9) != 0) {
+        char w[64];
+        snprintf(w, sizeof w, "whatsapp:%s", s);
+        str_copy(c->twilio_from, sizeof c->twilio_from, w);
     }
     if ((s = get("TALLY_JOBS_TIMEZONE")) && *s) {
         if (!str_copy(c->jobs_timezone, sizeof c->jobs_timezone, s))

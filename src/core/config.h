@@ -36,7 +36,17 @@ struct config {
     int64_t bonus_amount_cents;   /* REFERRAL_BONUS_AMOUNT */
     bool bonus_conversions_only;  /* TALLY_BONUS_COUNTS=conversion; default: sign-ups */
     char jobs_timezone[65];
-    char ws_origins[1024];        /* TALLY_WS_ORIGINS: browser origins allowed on /ws */       /* TALLY_JOBS_TIMEZONE: zone cron schedules are read in */
+    char ws_origins[1024];        /* TALLY_WS_ORIGINS: browser origins allowed on /ws */
+    /* webhooks and messages (notify/dispatch.c) */
+    bool webhook_allow_private;   /* TALLY_WEBHOOK_ALLOW_PRIVATE: loopback etc. (tests) */
+    int webhook_timeout_s;
+    int retry_n;                  /* TALLY_WEBHOOK_RETRY_SCHEDULE: seconds before each retry */
+    int retry_s[16];
+    char twilio_sid[64];
+    char twilio_token[128];
+    char twilio_from[64];         /* "whatsapp:+14155238886" sends WhatsApp, "+1..." SMS */
+    char twilio_api_base[256];
+    int messages_per_user_hour;       /* TALLY_JOBS_TIMEZONE: zone cron schedules are read in */
     /* money (issue 3) */
     int commission_levels;
     int commission_bps[LIMIT_COMMISSION_LEVELS];

@@ -230,6 +230,44 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL);"
     "CREATE INDEX idx_events_user ON events(user_id, id);"
     "ALTER TABLE users ADD COLUMN phone TEXT;",
+
+    /* 5: outbound webhooks and messages, delivered from the events table (the outbox) */
+    "CREATE TABLE webhooks ("
+    "  id TEXT PRIMARY KEY,"
+    "  url TEXT NOT NULL,"
+    "  events TEXT NOT NULL,"
+    "  secret TEXT NOT NULL,"
+    "  is_active INTEGER NOT NULL DEFAULT 1,"
+    "  disabled_reason TEXT,"
+    "  cursor_event_id INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE TABLE deliveries ("
+    "  id TEXT PRIMARY KEY,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('webhook', 'message')),"
+    "  target_id TEXT NOT NULL,"
+    "  event_id INTEGER NOT NULL REFERENCES events(id),"
+    "  status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed', 'skipped')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_attempt_at INTEGER NOT NULL,"
+    "  last_status_code INTEGER,"
+    "  last_error TEXT,"
+    "  created_at INTEGER NOT NULL,"
+    "  updated_at INTEGER NOT NULL,"
+    "  UNIQUE (kind, target_id, event_id));"
+    "CREATE INDEX idx_deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';"
+    "CREATE INDEX idx_deliveries_target ON deliveries(target_id, created_at);"
+    "CREATE TABLE delivery_attempts ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  delivery_id TEXT NOT NULL REFERENCES deliveries(id),"
+    "  attempt INTEGER NOT NULL,"
+    "  status_code INTEGER,"
+    "  error TEXT,"
+    "  duration_ms INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "CREATE INDEX idx_delivery_attempts ON delivery_attempts(delivery_id, id);"
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('messages_cursor',"
+    "  (SELECT COALESCE(MAX(id), 0) FROM events));",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -544,6 +582,12 @@ static int s_events(void *conn, const char *user_id, int64_t after_id, int64_t u
 }
 
 static const char SQL_EVENTS_MAX[] = "SELECT COALESCE(MAX(id), 0) FROM events";
+static int s_events_max_id(void *conn, int64_t *out);
+
+int sq_events_max(struct sconn *c, int64_t *out)
+{
+    return s_events_max_id(c, out);
+}
 
 static int s_events_max_id(void *conn, int64_t *out)
 {
@@ -563,7 +607,7 @@ static int s_events_max_id(void *conn, int64_t *out)
     "u.id, u.name, u.email, u.password_hash, COALESCE(u.referred_by, ''), u.is_admin,"         \
     " COALESCE(u.premium_until, 0), u.created_at,"                                             \
     " COALESCE((SELECT code FROM referral_codes rc WHERE rc.user_id = u.id AND rc.is_active = 1" \
-    "   AND rc.expires_at > ?2 ORDER BY rc.created_at DESC LIMIT 1), '')"
+    "   AND rc.expires_at > ?2 ORDER BY rc.created_at DESC LIMIT 1), ''), COALESCE(u.phone, '')"
 
 static void read_user(sqlite3_stmt *st, struct user *u)
 {
@@ -576,6 +620,7 @@ static void read_user(sqlite3_stmt *st, struct user *u)
     u->premium_until = sqlite3_column_int64(st, 6);
     u->created_at = sqlite3_column_int64(st, 7);
     sq_col_text(st, 8, u->referral_code, sizeof u->referral_code);
+    sq_col_text(st, 9, u->phone, sizeof u->phone);
 }
 
 static int user_query(struct sconn *c, const char *sql, const char *key, struct user *out)
@@ -889,8 +934,8 @@ static int referral_create(struct sconn *c, const char *user_id, const char *cod
 }
 
 static const char SQL_USER_INSERT[] =
-    "INSERT INTO users (id, name, email, password_hash, is_admin, created_at)"
-    " VALUES (?1, ?2, ?3, ?4, 0, ?5)";
+    "INSERT INTO users (id, name, email, password_hash, is_admin, created_at, phone)"
+    " VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)";
 
 static int apply_signup(struct sconn *c, struct store_write *w)
 {
@@ -908,6 +953,8 @@ static int apply_signup(struct sconn *c, struct store_write *w)
     sq_bind_text(st, 3, u->email);
     sq_bind_text(st, 4, w->in.signup.password_hash);
     sqlite3_bind_int64(st, 5, w->now_ms);
+    sq_bind_text(st, 6, w->in.signup.phone);
+    str_copy(u->phone, sizeof u->phone, w->in.signup.phone);
     int e = sq_step_write(c, st, TE_EMAIL_TAKEN);
     if (e)
         return e;
@@ -1043,6 +1090,13 @@ static int apply(void *conn, struct store_write *w)
     case OP_JOB_PAY_QUALIFIED:
     case OP_AUTOMATION_LOG:
         return sq_apply_job(c, w);
+    case OP_WEBHOOK_CREATE:
+    case OP_WEBHOOK_UPDATE:
+    case OP_WEBHOOK_DELETE:
+    case OP_USER_UPDATE:
+    case OP_OUTBOX_FANOUT:
+    case OP_DELIVERY_RESULT:
+        return sq_apply_outbox(c, w);
     case OP_USER_SET_ADMIN:
         if (!(st = sq_prep(c, SQL_SET_ADMIN)))
             return TE_DB;
@@ -1091,6 +1145,10 @@ const struct store_engine store_engine_sqlite = {
     .automation_logs = sq_automation_logs,
     .last_run = sq_last_run,
     .events = s_events,
+    .webhooks_list = sq_webhooks_list,
+    .webhook_get = sq_webhook_get,
+    .deliveries_list = sq_deliveries_list,
+    .deliveries_due = sq_deliveries_due,
     .events_max_id = s_events_max_id,
     .analytics = sq_analytics,
     .trends = sq_trends,

@@ -43,6 +43,14 @@ int sq_event(struct sconn *c, const char *user_id, const char *type, const char 
 int sq_apply_money(struct sconn *c, struct store_write *w);
 int sq_apply_catalog(struct sconn *c, struct store_write *w);
 int sq_apply_job(struct sconn *c, struct store_write *w);
+int sq_apply_outbox(struct sconn *c, struct store_write *w);
+int sq_events_max(struct sconn *c, int64_t *out);
+int sq_webhooks_list(void *conn, void (*fn)(const struct webhook *w, void *arg), void *arg);
+int sq_webhook_get(void *conn, const char *id, struct webhook *out);
+int sq_deliveries_list(void *conn, const char *webhook_id, int limit,
+                       void (*fn)(const struct delivery *d, void *arg), void *arg);
+int sq_deliveries_due(void *conn, int64_t now_ms, int limit,
+                      void (*fn)(const struct delivery *d, void *arg), void *arg);
 int sq_automation_logs(void *conn, const char *service, const char *status, const char *before_id,
                        int limit, void (*fn)(const struct automation_log *l, void *arg),
                        void *arg);

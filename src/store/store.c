@@ -519,3 +519,25 @@ void store_set_commit_hook(struct store *s, void (*fn)(void *arg), void *arg)
     s->commit_hook = fn;
     pthread_mutex_unlock(&s->mu);
 }
+
+int store_webhooks_list(struct store *s, void (*fn)(const struct webhook *w, void *arg), void *arg)
+{
+    READ(s, webhooks_list(c_, fn, arg));
+}
+
+int store_webhook_get(struct store *s, const char *id, struct webhook *out)
+{
+    READ(s, webhook_get(c_, id, out));
+}
+
+int store_deliveries_list(struct store *s, const char *webhook_id, int limit,
+                          void (*fn)(const struct delivery *d, void *arg), void *arg)
+{
+    READ(s, deliveries_list(c_, webhook_id, limit, fn, arg));
+}
+
+int store_deliveries_due(struct store *s, int64_t now_ms, int limit,
+                         void (*fn)(const struct delivery *d, void *arg), void *arg)
+{
+    READ(s, deliveries_due(c_, now_ms, limit, fn, arg));
+}

@@ -36,6 +36,7 @@ struct user {
     char referred_by[ID_LEN + 1]; /* "" when nobody referred this user */
     char referral_code[CODE_MAX_BYTES]; /* the newest active, unexpired code, or "" */
     char password_hash[PWHASH_MAX_BYTES];
+    char phone[32]; /* E.164, or "" */
     bool is_admin;
     int64_t premium_until; /* 0 when never premium */
     int64_t created_at;
@@ -241,6 +242,45 @@ int store_events_max_id(struct store *s, int64_t *out);
  * how the WebSocket hub and the webhook dispatcher learn that events may have arrived. */
 void store_set_commit_hook(struct store *s, void (*fn)(void *arg), void *arg);
 
+struct webhook {
+    char id[ID_LEN + 1];
+    char url[1024];
+    char events[512]; /* comma-separated event types, or "*" */
+    char secret[80];  /* "whsec_" + base64 of 32 random bytes */
+    bool active;
+    char disabled_reason[128];
+    int64_t created_at, updated_at;
+};
+
+struct delivery {
+    char id[ID_LEN + 1]; /* also the webhook-id header: stable across retries */
+    char kind[8];        /* "webhook" or "message" */
+    char target_id[ID_LEN + 1];
+    int64_t event_id;
+    char event_type[32];
+    char status[12];
+    int attempts;
+    int64_t next_attempt_at;
+    int last_status_code;
+    char last_error[256];
+    int64_t created_at, updated_at;
+    /* for sending (due deliveries only) */
+    const char *event_data; /* borrowed for the callback */
+    int64_t event_created_at;
+    char url[1024];     /* webhook */
+    char secret[80];    /* webhook */
+    char phone[32];     /* message */
+};
+
+int store_webhooks_list(struct store *s, void (*fn)(const struct webhook *w, void *arg), void *arg);
+int store_webhook_get(struct store *s, const char *id, struct webhook *out);
+/* A webhook's deliveries, newest first. */
+int store_deliveries_list(struct store *s, const char *webhook_id, int limit,
+                          void (*fn)(const struct delivery *d, void *arg), void *arg);
+/* Pending deliveries due at now_ms, oldest first, with what sending needs. */
+int store_deliveries_due(struct store *s, int64_t now_ms, int limit,
+                         void (*fn)(const struct delivery *d, void *arg), void *arg);
+
 /* Recompute every balance from the ledger and check the money invariants. Calls report once
  * per check with the number of violating rows (0: pass) and the first of them. Returns the
  * number of failed checks, or TE_DB. */
@@ -273,6 +313,12 @@ enum store_op {
     OP_JOB_FIND_QUALIFIED,
     OP_JOB_PAY_QUALIFIED,
     OP_AUTOMATION_LOG,
+    OP_WEBHOOK_CREATE,
+    OP_WEBHOOK_UPDATE,
+    OP_WEBHOOK_DELETE,
+    OP_USER_UPDATE,
+    OP_OUTBOX_FANOUT,
+    OP_DELIVERY_RESULT,
 };
 
 #define TXID_MAX_BYTES 129
@@ -293,6 +339,7 @@ struct store_write {
             char email[EMAIL_MAX_BYTES];
             char password_hash[PWHASH_MAX_BYTES];
             char referral_code[CODE_MAX_BYTES]; /* canonical, or "" */
+            char phone[32];                     /* E.164, or "" */
             int code_length;
             int64_t code_ttl_ms;
         } signup;
@@ -376,6 +423,30 @@ struct store_write {
             char cursor[ID_LEN + 1]; /* keyset position: "" starts from the beginning */
         } job;
         struct automation_log log;
+        struct {
+            struct webhook hook; /* create: url, events, secret; update: id and changes */
+            bool set_url, set_events, set_active;
+        } webhook;
+        struct {
+            char user_id[ID_LEN + 1];
+            char name[NAME_MAX_BYTES]; /* "" : unchanged */
+            char phone[32];            /* "" : unchanged */
+            bool clear_phone;
+        } user_update;
+        struct {
+            int batch;              /* events per pass */
+            bool messages;          /* Twilio configured: fan out messages too */
+            int messages_per_hour;  /* per-user cap; beyond, the message is skipped */
+        } fanout;
+        struct {
+            char id[ID_LEN + 1];
+            bool ok;
+            int status_code;         /* 0: no response */
+            char error[256];
+            int64_t duration_ms;
+            int64_t next_attempt_at; /* 0: give up (failed) */
+            bool disable_target;     /* 410 Gone: turn the webhook off */
+        } result;
     } in;
     union {
         struct {
@@ -440,6 +511,12 @@ struct store_write {
             bool more;      /* another batch may have work: call again (with cursor) */
             char cursor[ID_LEN + 1];
         } job;
+        struct webhook webhook;
+        struct user user;
+        struct {
+            int64_t deliveries;
+            bool more;
+        } fanout;
     } out;
     int rc;                            /* 0 or TE_*; set by the writer before done() */
     void (*done)(struct store_write *w); /* called on the writer thread after commit */

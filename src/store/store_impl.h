@@ -62,6 +62,12 @@ struct store_engine {
     int (*events)(void *conn, const char *user_id, int64_t after_id, int64_t upto_id, int limit,
                   void (*fn)(const struct event *ev, void *arg), void *arg);
     int (*events_max_id)(void *conn, int64_t *out);
+    int (*webhooks_list)(void *conn, void (*fn)(const struct webhook *w, void *arg), void *arg);
+    int (*webhook_get)(void *conn, const char *id, struct webhook *out);
+    int (*deliveries_list)(void *conn, const char *webhook_id, int limit,
+                           void (*fn)(const struct delivery *d, void *arg), void *arg);
+    int (*deliveries_due)(void *conn, int64_t now_ms, int limit,
+                          void (*fn)(const struct delivery *d, void *arg), void *arg);
     int (*last_run)(void *conn, const char *service, int64_t *at_ms);
     int (*analytics)(void *conn, int64_t since_ms, int64_t now_ms, struct analytics *out);
     int (*trends)(void *conn, int64_t first_day, int n, int64_t *signups, int64_t *conversions);
