@@ -145,6 +145,8 @@ static int purchase_finish(struct req *r)
         return req_fail(r, c->rc, "userId", "No user with this userId");
     if (c->rc)
         return c->rc;
+    if (c->w.out.purchase.converted) /* the leaderboard counts conversions */
+        atomic_fetch_add(&((struct app *)r->app)->referral_gen, 1);
     return req_json(r, c->w.out.purchase.duplicate ? 200 : 201, api_purchase_json(&c->w));
 }
 

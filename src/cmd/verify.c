@@ -1,6 +1,7 @@
 /* tally verify: recompute balances from the ledger and check the invariants; exit 1 on any
  * miscount. Safe on a live database: it reads one consistent snapshot. */
 #include <stdio.h>
+#include <unistd.h>
 
 #include "cmd/cmd.h"
 #include "store/store.h"
@@ -38,6 +39,10 @@ int cmd_verify(int argc, char **argv)
     struct config c;
     if (cli_config(&c, opts))
         return 2;
+    if (access(c.db, F_OK) != 0) {
+        fprintf(stderr, "tally: no database at %s\n", c.db);
+        return 2;
+    }
     struct store *s;
     if (store_open(c.db, &s)) {
         fprintf(stderr, "tally: cannot open database %s\n", c.db);

@@ -1,7 +1,9 @@
 /* The SQLite engine: schema migrations, statements and transactions for store.h.
  *
- * WAL with synchronous=FULL: a transaction that COMMIT returned for survives a power cut, and
- * readers never block the writer. Every statement is prepared once per connection and cached
+ * WAL mode: readers never block the writer. Durability: connections open with
+ * synchronous=FULL; the writer then switches to NORMAL and the store's sync stage fdatasyncs the
+ * WAL before any caller is answered (wal_sync_init below), so a write that was answered
+ * survives a power cut either way. Every statement is prepared once per connection and cached
  * (sq_prep()); every use ends with sqlite3_reset() so no reader keeps an old snapshot pinned. */
 #include <errno.h>
 #include <fcntl.h>
@@ -416,8 +418,12 @@ static int s_sync(void *conn)
     if (c->wal_fd < 0)
         return 0;
     if (fdatasync(c->wal_fd) != 0) {
-        log_error("sqlite: fdatasync of the WAL failed: %s", strerror(errno));
-        return TE_DB;
+        /* After a failed fsync the kernel may have dropped the dirty pages: nothing committed
+         * since the last good sync can be trusted, and retrying the sync would "succeed" on
+         * lost data. Stop now; on restart SQLite recovers the WAL to what is really on disk,
+         * and clients retry what they were never answered for (idempotently). */
+        log_error("sqlite: fdatasync of the WAL failed: %s; exiting to recover", strerror(errno));
+        _exit(70);
     }
     return 0;
 }
