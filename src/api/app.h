@@ -69,6 +69,17 @@ json_t *api_time_json(int64_t ms);
 /* Whether the principal is an admin (admin key or admin user). */
 bool api_is_admin(const struct req *r);
 
+/* Sign-up and log-in flows shared by the JSON API and the web pages (api/auth.c). begin
+ * validates (an error names its field, as req_fail), then hashes on the pool and calls finish
+ * on an HTTP thread, where settle gives the outcome: 0 with the user, or TE_*. */
+int auth_signup_begin(struct req *r, const char *name, const char *email, const char *password,
+                      const char *code, const char *phone, handler_fn finish);
+int auth_signup_settle(struct req *r, const struct user **user);
+int auth_login_begin(struct req *r, const char *email, const char *password, handler_fn finish);
+int auth_login_settle(struct req *r, const struct user **user);
+/* A token for user u; malloc'd, the caller frees (after sodium_memzero). */
+char *auth_token_for(struct req *r, const struct user *u);
+
 /* Handlers */
 int api_health_live(struct req *r);
 int api_health_ready(struct req *r);

@@ -47,11 +47,17 @@ static struct auth_ctx *ctx_new(struct req *r)
     return c;
 }
 
+char *auth_token_for(struct req *r, const struct user *u)
+{
+    struct app *app = r->app;
+    return token_issue(app->jwt_secret, app->jwt_secret_len, u->id, now_ms() / 1000,
+                       app->cfg.jwt_ttl_s);
+}
+
 static int token_response(struct req *r, int status, const struct user *u)
 {
     struct app *app = r->app;
-    char *tok = token_issue(app->jwt_secret, app->jwt_secret_len, u->id, now_ms() / 1000,
-                            app->cfg.jwt_ttl_s);
+    char *tok = auth_token_for(r, u);
     if (!tok)
         return TE_NOMEM;
     json_t *o = json_object();
@@ -104,7 +110,7 @@ static void signup_hash(struct work *wk)
     req_resume(c->r);
 }
 
-static int signup_finish(struct req *r)
+int auth_signup_settle(struct req *r, const struct user **user)
 {
     struct auth_ctx *c = r->ctx;
     struct app *app = r->app;
@@ -116,21 +122,34 @@ static int signup_finish(struct req *r)
         return c->rc;
     if (c->w.out.signup.referral_id[0])
         atomic_fetch_add(&app->referral_gen, 1);
-    return token_response(r, 201, &c->w.out.signup.user);
+    *user = &c->w.out.signup.user;
+    return 0;
+}
+
+static int signup_finish(struct req *r)
+{
+    const struct user *u;
+    int e = auth_signup_settle(r, &u);
+    return e ? e : token_response(r, 201, u);
 }
 
 int api_auth_signup(struct req *r)
 {
-    struct app *app = r->app;
-    const char *name = NULL, *email = NULL, *password = NULL, *code = NULL, *why;
+    const char *name = NULL, *email = NULL, *password = NULL, *code = NULL, *phone = NULL;
     int e;
     if ((e = req_str(r, "name", true, &name)) || (e = req_str(r, "email", true, &email)) ||
         (e = req_str(r, "password", true, &password)) ||
-        (e = req_str(r, "referralCode", false, &code)))
+        (e = req_str(r, "referralCode", false, &code)) || (e = req_str(r, "phone", false, &phone)))
         return e;
-    const char *phone = NULL;
-    if ((e = req_str(r, "phone", false, &phone)))
-        return e;
+    return auth_signup_begin(r, name, email, password, code, phone, signup_finish);
+}
+
+int auth_signup_begin(struct req *r, const char *name, const char *email, const char *password,
+                      const char *code, const char *phone, handler_fn finish)
+{
+    struct app *app = r->app;
+    const char *why;
+    int e;
     if (phone && *phone && !api_phone_valid(phone))
         return req_fail(r, TE_VALIDATION, "phone",
                         "phone must be an E.164 number such as +14155550100");
@@ -171,7 +190,7 @@ int api_auth_signup(struct req *r)
     w->in.signup.code_length = app->cfg.code_length;
     w->in.signup.code_ttl_ms = (int64_t)app->cfg.code_expiry_days * 86400000;
     str_copy(c->password, sizeof c->password, password);
-    return start_hashing(r, c, signup_hash, signup_finish);
+    return start_hashing(r, c, signup_hash, finish);
 }
 
 /* ---- log-in ---- */
@@ -194,7 +213,7 @@ static void throttle_keys(struct req *r, const char *email, char *acct, size_t a
     snprintf(addr, dcap, "addr:%s", r->client_addr);
 }
 
-static int login_finish(struct req *r)
+int auth_login_settle(struct req *r, const struct user **user)
 {
     struct auth_ctx *c = r->ctx;
     struct app *app = r->app;
@@ -209,16 +228,31 @@ static int login_finish(struct req *r)
         return TE_BAD_CREDENTIALS;
     }
     throttle_reset(app->login_account, acct);
-    return token_response(r, 200, &c->user);
+    *user = &c->user;
+    return 0;
+}
+
+static int login_finish(struct req *r)
+{
+    const struct user *u;
+    int e = auth_login_settle(r, &u);
+    return e ? e : token_response(r, 200, u);
 }
 
 int api_auth_login(struct req *r)
 {
-    struct app *app = r->app;
-    const char *email = NULL, *password = NULL, *why;
+    const char *email = NULL, *password = NULL;
     int e;
     if ((e = req_str(r, "email", true, &email)) || (e = req_str(r, "password", true, &password)))
         return e;
+    return auth_login_begin(r, email, password, login_finish);
+}
+
+int auth_login_begin(struct req *r, const char *email, const char *password, handler_fn finish)
+{
+    struct app *app = r->app;
+    const char *why;
+    int e;
     struct auth_ctx *c = ctx_new(r);
     if (!c)
         return TE_NOMEM;
@@ -246,7 +280,7 @@ int api_auth_login(struct req *r)
             return e;
     }
     str_copy(c->password, sizeof c->password, password);
-    return start_hashing(r, c, login_verify, login_finish);
+    return start_hashing(r, c, login_verify, finish);
 }
 
 int api_me_get(struct req *r)

@@ -1,6 +1,9 @@
 /* Every HTTP endpoint, as data: method, path, handler, who may call it, body cap.
  * The router checks auth, sizes and JSON once, before any handler runs. */
 #include "api/app.h"
+#include "web/web.h"
+
+#define FORM_MAX 4096 /* a sign-up or log-in form */
 
 const struct route api_routes[] = {
     {"GET", "/healthz", api_health_live, AUTH_NONE, 0, false},
@@ -17,6 +20,19 @@ const struct route api_routes[] = {
     {"GET", "/api/referral/leaderboard", api_referral_leaderboard, AUTH_USER | AUTH_ANY_KEY, 0,
      false},
     {"GET", "/r/:code", api_referral_redirect, AUTH_NONE, 0, false},
+    /* web pages (seed 004): they read the session cookie themselves */
+    {"GET", "/", web_root, AUTH_NONE, 0, false},
+    {"GET", "/auth/signup", web_signup_form, AUTH_NONE, 0, false},
+    {"POST", "/auth/signup", web_signup_post, AUTH_NONE, FORM_MAX, false},
+    {"GET", "/auth/login", web_login_form, AUTH_NONE, 0, false},
+    {"POST", "/auth/login", web_login_post, AUTH_NONE, FORM_MAX, false},
+    {"POST", "/auth/logout", web_logout, AUTH_NONE, FORM_MAX, false},
+    {"GET", "/dashboard", web_dashboard, AUTH_NONE, 0, false},
+    {"POST", "/dashboard/claim", web_claim, AUTH_NONE, FORM_MAX, false},
+    {"GET", "/referral/leaderboard", web_leaderboard, AUTH_NONE, 0, false},
+    {"GET", "/admin", web_admin, AUTH_NONE, 0, false},
+    {"GET", "/static/app.css", web_asset_css, AUTH_NONE, 0, false},
+    {"GET", "/static/app.js", web_asset_js, AUTH_NONE, 0, false},
     {"POST", "/api/referral/convert", api_referral_convert, AUTH_ANY_KEY | AUTH_ADMIN_USER, 1024,
      true},
     {"GET", "/api/referral/rewards", api_referral_rewards, AUTH_USER, 0, false},

@@ -70,7 +70,7 @@ int api_ws_connect(struct req *r)
     if (!token)
         token = req_query(r, "token");
     if (!token)
-        token = r->session_token;
+        token = req_cookie(r, "tally_session"); /* the web dashboard's session */
     char uid[ID_LEN + 1];
     if (!token || token_verify(app->jwt_secret, app->jwt_secret_len, token, now_ms() / 1000, uid,
                                sizeof uid))

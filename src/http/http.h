@@ -19,6 +19,7 @@
 #include "store/store.h"
 
 #define HTTP_ASYNC 1
+#define REQ_EXTRA_HEADERS_MAX 6
 #define ROUTE_PARAMS_MAX 4
 
 struct req;
@@ -67,7 +68,6 @@ struct req {
     char request_id[LIMIT_REQUEST_ID_BYTES + 1];
     char client_addr[64];
     void *app;        /* the application context given to http_server_start */
-    const char *session_token; /* a web session's token (cookie), set by the auth layer */
     /* continuation after req_resume */
     handler_fn next;
     void *ctx;                 /* handler state across suspension */
@@ -83,6 +83,11 @@ struct req {
     upgrade_fn upgrade;
     void *upgrade_arg;
     char upgrade_accept[64];
+    int n_extra;
+    struct {
+        const char *name; /* a static string */
+        char value[512];
+    } extra[REQ_EXTRA_HEADERS_MAX];
     /* error detail */
     char err_field[64];
     char err_msg[256];
@@ -94,6 +99,15 @@ struct req {
 const char *req_query(struct req *r, const char *name);
 /* A request header, or NULL. */
 const char *req_header(struct req *r, const char *name);
+/* A cookie's value, or NULL. */
+const char *req_cookie(struct req *r, const char *name);
+/* The raw request body (not NUL-terminated) and its length; NULL/0 when empty. */
+const char *req_body(struct req *r, size_t *len);
+/* Field name of an application/x-www-form-urlencoded body, decoded into out[cap]: 0, or -1
+ * when absent or longer than cap - 1. */
+int req_form(struct req *r, const char *name, char *out, size_t cap);
+/* Add a response header (name must be a static string); at most REQ_EXTRA_HEADERS_MAX. */
+void req_add_header(struct req *r, const char *name, const char *value);
 
 /* Set a JSON response; steals the reference to body. Returns 0 for `return req_json(...)`. */
 int req_json(struct req *r, int status, json_t *body);

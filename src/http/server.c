@@ -13,6 +13,7 @@
 #include "http/http.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -79,6 +80,63 @@ const char *req_query(struct req *r, const char *name)
 const char *req_header(struct req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->internal->conn, MHD_HEADER_KIND, name);
+}
+
+const char *req_cookie(struct req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->internal->conn, MHD_COOKIE_KIND, name);
+}
+
+const char *req_body(struct req *r, size_t *len)
+{
+    *len = r->internal->body_len;
+    return r->internal->body_len ? r->internal->body : NULL;
+}
+
+int req_form(struct req *r, const char *name, char *out, size_t cap)
+{
+    size_t len;
+    const char *b = req_body(r, &len), *end = b + len;
+    size_t nlen = strlen(name);
+    while (b && b < end) {
+        const char *amp = memchr(b, '&', (size_t)(end - b));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(b, '=', (size_t)(stop - b));
+        if (eq && (size_t)(eq - b) == nlen && memcmp(b, name, nlen) == 0) {
+            /* '+' is a space in forms; curl decodes the %XX escapes */
+            size_t vlen = (size_t)(stop - eq - 1);
+            char *plus = malloc(vlen + 1);
+            if (!plus)
+                return -1;
+            for (size_t i = 0; i < vlen; i++)
+                plus[i] = eq[1 + i] == '+' ? ' ' : eq[1 + i];
+            plus[vlen] = '\0';
+            int outlen = 0;
+            char *dec = curl_easy_unescape(NULL, plus, (int)vlen, &outlen);
+            free(plus);
+            if (!dec)
+                return -1;
+            int rc = -1;
+            if ((size_t)outlen < cap && !memchr(dec, '\0', (size_t)outlen)) {
+                memcpy(out, dec, (size_t)outlen);
+                out[outlen] = '\0';
+                rc = 0;
+            }
+            curl_free(dec);
+            return rc;
+        }
+        b = stop + 1;
+    }
+    return -1;
+}
+
+void req_add_header(struct req *r, const char *name, const char *value)
+{
+    if (r->n_extra >= REQ_EXTRA_HEADERS_MAX)
+        return;
+    r->extra[r->n_extra].name = name;
+    str_copy(r->extra[r->n_extra].value, sizeof r->extra[r->n_extra].value, value);
+    r->n_extra++;
 }
 
 int req_json(struct req *r, int status, json_t *body)
@@ -262,6 +320,8 @@ static enum MHD_Result send_response(struct http_conn_state *st)
     }
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+    for (int i = 0; i < r->n_extra; i++)
+        MHD_add_response_header(resp, r->extra[i].name, r->extra[i].value);
     if (r->location[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
     if (r->retry_after_s > 0) {

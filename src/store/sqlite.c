@@ -750,6 +750,35 @@ static int s_leaderboard(void *conn, int64_t since_ms, int limit, int offset,
     return rc;
 }
 
+static const char SQL_REFERRALS_OF[] =
+    "SELECT r.id, r.referred_user_id, u.name, r.status, r.created_at, COALESCE(r.converted_at, 0)"
+    " FROM referrals r JOIN users u ON u.id = r.referred_user_id WHERE r.referrer_user_id = ?1"
+    " ORDER BY r.created_at DESC, r.id DESC LIMIT ?2";
+
+static int s_referrals_of(void *conn, const char *user_id, int limit,
+                          void (*fn)(const struct referral_row *r, void *arg), void *arg)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st = sq_prep(c, SQL_REFERRALS_OF);
+    if (!st)
+        return TE_DB;
+    sq_bind_text(st, 1, user_id);
+    sqlite3_bind_int(st, 2, limit);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        struct referral_row row;
+        sq_col_text(st, 0, row.id, sizeof row.id);
+        sq_col_text(st, 1, row.referred_user_id, sizeof row.referred_user_id);
+        sq_col_text(st, 2, row.referred_name, sizeof row.referred_name);
+        sq_col_text(st, 3, row.status, sizeof row.status);
+        row.created_at = sqlite3_column_int64(st, 4);
+        row.converted_at = sqlite3_column_int64(st, 5);
+        fn(&row, arg);
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_DONE ? 0 : sq_fail(c, "referrals of");
+}
+
 static void read_apikey(sqlite3_stmt *st, struct apikey *k)
 {
     sq_col_text(st, 0, k->id, sizeof k->id);
@@ -933,10 +962,18 @@ static int referral_create(struct sconn *c, const char *user_id, const char *cod
     if (sqlite3_changes(c->db) != 1)
         return TE_ALREADY_REFERRED;
     str_copy(referrer_id, ID_LEN + 1, rc.user_id);
-    char data[160];
-    snprintf(data, sizeof data, "{\"referralId\":\"%s\",\"referredUserId\":\"%s\"}",
-             referral_id, user_id);
-    return sq_event(c, rc.user_id, "referral_tracked", data, now);
+    struct user referred;
+    if ((e = s_user_get(c, user_id, &referred)))
+        return e;
+    json_t *o = json_pack("{s:s, s:s, s:s}", "referralId", referral_id, "referredUserId", user_id,
+                          "referredName", referred.name);
+    char *data = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(o);
+    if (!data)
+        return TE_NOMEM;
+    e = sq_event(c, rc.user_id, "referral_tracked", data, now);
+    free(data);
+    return e;
 }
 
 static const char SQL_USER_INSERT[] =
@@ -1136,6 +1173,7 @@ const struct store_engine store_engine_sqlite = {
     .referral_stats = s_referral_stats,
     .leaderboard = s_leaderboard,
     .apikey_by_hash = s_apikey_by_hash,
+    .referrals_of = s_referrals_of,
     .apikey_list = s_apikey_list,
     .meta_get = s_meta_get,
     .retailer_get = sq_retailer_get,

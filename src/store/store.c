@@ -541,3 +541,9 @@ int store_deliveries_due(struct store *s, int64_t now_ms, int limit,
 {
     READ(s, deliveries_due(c_, now_ms, limit, fn, arg));
 }
+
+int store_referrals_of(struct store *s, const char *user_id, int limit,
+                       void (*fn)(const struct referral_row *r, void *arg), void *arg)
+{
+    READ(s, referrals_of(c_, user_id, limit, fn, arg));
+}

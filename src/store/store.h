@@ -55,6 +55,14 @@ struct referral_stats {
     int64_t total, converted, pending, rewards;
 };
 
+struct referral_row {
+    char id[ID_LEN + 1];
+    char referred_user_id[ID_LEN + 1];
+    char referred_name[NAME_MAX_BYTES];
+    char status[16];
+    int64_t created_at, converted_at;
+};
+
 struct lb_row {
     char user_id[ID_LEN + 1];
     char name[NAME_MAX_BYTES];
@@ -166,6 +174,9 @@ int store_referral_stats(struct store *s, const char *user_id, struct referral_s
  * Writes up to limit rows into rows[], *n_out how many. Rank is competition rank ("1224"). */
 int store_leaderboard(struct store *s, int64_t since_ms, int limit, int offset,
                       struct lb_row *rows, int *n_out);
+/* The people user_id referred, newest first, at most limit. */
+int store_referrals_of(struct store *s, const char *user_id, int limit,
+                       void (*fn)(const struct referral_row *r, void *arg), void *arg);
 /* The key whose SHA-256 hex digest is hash; TE_UNAUTHORIZED if unknown or revoked. */
 int store_apikey_by_hash(struct store *s, const char *hash, struct apikey *out);
 /* Calls fn for every key, newest first. */

@@ -38,6 +38,8 @@ struct store_engine {
     int (*referral_stats)(void *conn, const char *user_id, struct referral_stats *out);
     int (*leaderboard)(void *conn, int64_t since_ms, int limit, int offset, struct lb_row *rows,
                        int *n_out);
+    int (*referrals_of)(void *conn, const char *user_id, int limit,
+                        void (*fn)(const struct referral_row *r, void *arg), void *arg);
     int (*apikey_by_hash)(void *conn, const char *hash, struct apikey *out);
     int (*apikey_list)(void *conn, void (*fn)(const struct apikey *k, void *arg), void *arg);
     int (*meta_get)(void *conn, const char *key, char *out, size_t cap);
