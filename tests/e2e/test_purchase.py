@@ -385,6 +385,8 @@ BAD_INPUTS = [
      "occurredAt"),
     ("occurred-number", {"occurredAt": 1767225600000}, 400, "validation_error", "occurredAt"),
     ("occurred-far-future", {"occurredAt": FAR_FUTURE}, 400, "validation_error", "occurredAt"),
+    ("occurred-before-1970", {"occurredAt": "1969-12-31T23:59:59Z"}, 400, "validation_error",
+     "occurredAt"),
     ("occurred-2-days-ahead", {"occurredAt": "in2days"}, 400, "validation_error", "occurredAt"),
 ]
 
@@ -427,6 +429,15 @@ def test_the_valid_body_of_the_bad_input_cases_is_accepted(tally, shop, bad_inpu
     r = shop.purchase(body)
     assert r.status_code == 201, r.text
     assert r.json()["pointsAwarded"] == 20
+    # The longest transaction id (128 bytes, UTF-8 counted in bytes) and the oldest instant.
+    longest = "é" * 63 + "xy"
+    assert len(longest.encode()) == 128
+    r = shop.purchase({**body, "transactionId": longest, "occurredAt": "1970-01-01T00:00:00Z"})
+    assert r.status_code == 201, r.text
+    assert r.json()["transactionId"] == longest
+    assert r.json()["pointsAwarded"] == 0  # no promotion in 1970
+    assert_error(shop.purchase({**body, "transactionId": "é" * 64 + "x"}), 400,
+                 "validation_error", field="transactionId")
 
 
 @pytest.mark.parametrize("raw,code", [

@@ -84,6 +84,9 @@ def test_16_clients_x_500_distinct_purchases_sum_exactly(tally, shop):
         assert pts == points[u["id"]], u["name"]
         db_cash, db_points = shop.db_wallet(u["id"])
         assert (db_cash, db_points) == (int(cash[u["id"]] * 100), points[u["id"]])
+    # Each referred buyer's first purchase converted their referral once, whatever the race.
+    assert tally.sql("SELECT COUNT(*) FROM user_rewards WHERE user_id = ?", (r2["id"],)) == [(4,)]
+    assert tally.sql("SELECT COUNT(*) FROM user_rewards WHERE user_id = ?", (r1["id"],)) == [(2,)]
     assert tally.sql("SELECT COUNT(*), SUM(amount_cents) > 0 FROM purchases WHERE retailer_id = ?",
                      (rt["id"],)) == [(CLIENTS * PER_CLIENT, 1)]
     after = snapshot(tally)
@@ -177,3 +180,45 @@ def test_10000_random_amounts_match_decimal(tally, shop):
     assert prev == total_points
     assert tally.sql("SELECT COUNT(*) FROM purchases WHERE user_id = ?", (c["id"],)) == [
         (n_workers * per_worker,)]
+
+
+def test_failures_in_a_group_commit_do_not_fail_their_neighbours(tally, shop):
+    """Concurrent purchases land in shared transactions; some of them fail inside the writer
+    (unknown user, a replay with other content). Each failure answers its own 4xx and rolls back
+    alone: every good purchase is credited exactly once."""
+    a, b, c = shop.chain(3)
+    seed = {"transactionId": f"seed-{c['id']}", "userId": c["id"], "amount": "1.00"}
+    assert shop.purchase(seed).status_code == 201
+    ghost = "00000000-0000-4000-8000-00000000dead"
+
+    def client(k):
+        conn = FastConn(tally, shop.admin)
+        good = 0
+        try:
+            for i in range(120):
+                kind = i % 3
+                if kind == 0:
+                    body = {"transactionId": f"mix-{c['id']}-{k}-{i}", "userId": c["id"],
+                            "amount": "2.00"}
+                    want = 201
+                elif kind == 1:
+                    body = {"transactionId": f"mix-{c['id']}-{k}-{i}", "userId": ghost,
+                            "amount": "2.00"}
+                    want = 404
+                else:
+                    body = {**seed, "amount": "9.99"}  # same id, other content
+                    want = 409
+                status, resp = conn.post("/api/purchase", body)
+                assert status == want, (body, status, resp)
+                good += status == 201
+        finally:
+            conn.close()
+        return good
+
+    good = sum(run_workers(12, client))
+    assert good == 12 * 40
+    # 5% of 2.00 = 0.10 per good purchase, plus 0.05 for the seed; 1% = 0.02 and 0.01.
+    assert shop.wallet(b)[0] == Decimal("0.10") * good + Decimal("0.05")
+    assert shop.wallet(a)[0] == Decimal("0.02") * good + Decimal("0.01")
+    assert tally.sql("SELECT COUNT(*) FROM purchases WHERE user_id = ?", (c["id"],)) == [
+        (good + 1,)]

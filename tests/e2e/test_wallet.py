@@ -10,6 +10,7 @@ import requests
 
 from conftest import assert_error
 from moneykit import (
+    FastConn,
     Shop,
     run_workers,
     snapshot,
@@ -276,3 +277,49 @@ def test_redeeming_unknown_or_inactive_items(tally, shop, points_store):
     assert snapshot(tally) == state
     assert item["id"] not in {i["id"] for i in tally.get("/api/catalog",
                                                          token=u["token"]).json()}
+
+
+def test_redemptions_racing_purchases_keep_the_books(tally, shop, points_store):
+    """Points arrive (purchases) while they are spent (redemptions), from 16 clients at once:
+    the balance never goes below zero, every success is one ledger entry, and the final
+    balance is exactly earned minus spent."""
+    u = shop.user("Busy")
+    give_points(shop, points_store, u, 30)  # enough for 10 redemptions whatever the timing
+    item = shop.item(cost=3)
+    rt, p = points_store["rt"], points_store["p"]
+
+    def buyer(k):
+        conn = FastConn(tally, shop.admin)
+        try:
+            for i in range(40):
+                status, resp = conn.post("/api/purchase", {
+                    "transactionId": f"race-{u['id']}-{k}-{i}", "userId": u["id"],
+                    "amount": "2.00", "retailerId": rt["id"], "productId": p["id"]})
+                assert status == 201, resp
+        finally:
+            conn.close()
+        return 0
+
+    def spender(k):
+        conn = FastConn(tally, u["token"])
+        spent = 0
+        try:
+            for _ in range(40):
+                status, resp = conn.post("/api/redemptions", {"itemId": item["id"]})
+                assert status in (201, 409), resp
+                if status == 201:
+                    assert resp["pointsBalance"] >= 0
+                    spent += 1
+                else:
+                    assert resp["error"]["code"] == "insufficient_points"
+        finally:
+            conn.close()
+        return spent
+
+    results = run_workers(16, lambda k: buyer(k) if k % 2 == 0 else spender(k))
+    redeemed = sum(results)
+    earned = 30 + 8 * 40 * 2
+    assert 10 <= redeemed <= earned // 3
+    assert shop.wallet(u)[1] == earned - 3 * redeemed
+    assert tally.sql("SELECT COUNT(*) FROM redemptions WHERE user_id = ?", (u["id"],)) == [
+        (redeemed,)]
