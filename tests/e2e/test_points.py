@@ -196,3 +196,14 @@ def test_a_product_with_many_promotions_still_finds_the_retailers_own(tally, sho
     shop.promotion(p, 6, retailer=mine)
     assert award(shop, buyer, busy, p) == 10
     assert award(shop, buyer, mine, p) == 60
+
+
+def test_a_retailer_moving_time_zone_moves_its_dates(tally, shop, buyer):
+    rt, p = shop.retailer(tz="America/Los_Angeles", region=None), shop.product()
+    shop.promotion(p, 5, retailer=rt, start="2026-02-01", end="2026-02-28", version=1)
+    shop.promotion(p, 7, retailer=rt, start="2026-03-01", end="2026-03-31", version=2)
+    assert award(shop, buyer, rt, p, occurred="2026-03-01T07:30:00Z") == 50
+    r = tally.request("PATCH", f"/api/admin/retailers/{rt['id']}", json={"timezone": "UTC"},
+                      token=shop.admin)
+    assert r.status_code == 200, r.text
+    assert award(shop, buyer, rt, p, occurred="2026-03-01T07:30:00Z") == 70
