@@ -155,15 +155,16 @@ static int choose_promotion(struct app *app, const struct retailer *rt, const ch
                             int64_t occurred_at, char *promo_id, int64_t *rate_centi)
 {
     static __thread struct promo promos[PROMOS_MAX];
-    int n = 0;
-    int e = store_promos_for_product(app->store, product_id, promos, PROMOS_MAX, &n);
-    if (e)
-        return e;
     const struct tz *z = zone_get(app->zones, rt->timezone);
     int y, m, d;
     tz_local_date(z, occurred_at, &y, &m, &d); /* an unloadable zone counts as UTC */
     char date[16];
     snprintf(date, sizeof date, "%04d-%02d-%02d", y, m, d);
+    int n = 0;
+    int e = store_promos_for_product(app->store, product_id, rt->id, rt->region, date, promos,
+                                     PROMOS_MAX, &n);
+    if (e)
+        return e;
     int best = promo_choose(promos, n, rt->id, rt->region, date);
     if (best >= 0) {
         str_copy(promo_id, ID_LEN + 1, promos[best].id);

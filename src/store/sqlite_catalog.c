@@ -214,7 +214,10 @@ static const char SQL_PRODUCT[] =
     "SELECT id, name, price_cents, is_active FROM products WHERE id = ?1";
 static const char SQL_PROMOS[] =
     "SELECT id, COALESCE(retailer_id, ''), COALESCE(region, ''), start_date, end_date, version,"
-    " award_rate_centi, created_at, is_active FROM promotions WHERE product_id = ?1";
+    " award_rate_centi, created_at, is_active FROM promotions WHERE product_id = ?1"
+    " AND is_active = 1 AND start_date <= ?4 AND end_date >= ?4"
+    " AND (retailer_id = ?2 OR (retailer_id IS NULL AND region = ?3 AND ?3 <> ''))"
+    " ORDER BY version DESC, retailer_id IS NOT NULL DESC, created_at DESC, id DESC LIMIT ?5";
 
 int sq_retailer_get(void *conn, const char *id, struct retailer *out)
 {
@@ -259,7 +262,8 @@ int sq_product_get(void *conn, const char *id, struct product *out)
     return rc;
 }
 
-int sq_promos_for_product(void *conn, const char *product_id, struct promo *out, int max,
+int sq_promos_for_product(void *conn, const char *product_id, const char *retailer_id,
+                             const char *region, const char *date, struct promo *out, int max,
                           int *n_out)
 {
     struct sconn *c = conn;
@@ -267,7 +271,11 @@ int sq_promos_for_product(void *conn, const char *product_id, struct promo *out,
     if (!st)
         return TE_DB;
     sq_bind_text(st, 1, product_id);
-    int n = 0, r;
+    sqlite3_bind_text(st, 2, retailer_id ? retailer_id : "", -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, region ? region : "", -1, SQLITE_TRANSIENT);
+    sq_bind_text(st, 4, date);
+    sqlite3_bind_int(st, 5, max);
+    int n = 0, r = SQLITE_DONE;
     while (n < max && (r = sqlite3_step(st)) == SQLITE_ROW) {
         struct promo *p = &out[n++];
         sq_col_text(st, 0, p->id, sizeof p->id);
@@ -282,5 +290,5 @@ int sq_promos_for_product(void *conn, const char *product_id, struct promo *out,
     }
     sqlite3_reset(st);
     *n_out = n;
-    return 0;
+    return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : sq_fail(c, "promotions");
 }

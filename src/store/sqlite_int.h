@@ -59,7 +59,8 @@ int sq_analytics(void *conn, int64_t since_ms, int64_t now_ms, struct analytics 
 int sq_trends(void *conn, int64_t first_day, int n, int64_t *signups, int64_t *conversions);
 int sq_retailer_get(void *conn, const char *id, struct retailer *out);
 int sq_product_get(void *conn, const char *id, struct product *out);
-int sq_promos_for_product(void *conn, const char *product_id, struct promo *out, int max,
+int sq_promos_for_product(void *conn, const char *product_id, const char *retailer_id,
+                             const char *region, const char *date, struct promo *out, int max,
                           int *n_out);
 int sq_catalog_get(void *conn, const struct catalog_def *def, const char *id, json_t **out);
 int sq_catalog_list(void *conn, const struct catalog_def *def, int limit, int offset,

@@ -422,10 +422,11 @@ int store_product_get(struct store *s, const char *id, struct product *out)
     READ(s, product_get(c_, id, out));
 }
 
-int store_promos_for_product(struct store *s, const char *product_id, struct promo *out, int max,
+int store_promos_for_product(struct store *s, const char *product_id, const char *retailer_id,
+                             const char *region, const char *date, struct promo *out, int max,
                              int *n_out)
 {
-    READ(s, promos_for_product(c_, product_id, out, max, n_out));
+    READ(s, promos_for_product(c_, product_id, retailer_id, region, date, out, max, n_out));
 }
 
 int store_catalog_get(struct store *s, const struct catalog_def *def, const char *id,

@@ -186,8 +186,12 @@ int store_meta_get(struct store *s, const char *key, char *out, size_t cap);
 
 int store_retailer_get(struct store *s, const char *id, struct retailer *out);
 int store_product_get(struct store *s, const char *id, struct product *out);
-/* Every promotion of product (active or not), at most max, into out[]. */
-int store_promos_for_product(struct store *s, const char *product_id, struct promo *out, int max,
+/* The active promotions of product that cover retailer_id (or its region) on date
+ * ("YYYY-MM-DD", the retailer's local date), best first, at most max, into out[]. The final
+ * choice is promo_choose's; the query only narrows the candidates, so no count of other
+ * promotions can crowd out the right one. */
+int store_promos_for_product(struct store *s, const char *product_id, const char *retailer_id,
+                             const char *region, const char *date, struct promo *out, int max,
                              int *n_out);
 /* One catalogue row as JSON (id, fields, isActive, createdAt, updatedAt). New reference. */
 int store_catalog_get(struct store *s, const struct catalog_def *def, const char *id,

@@ -45,7 +45,8 @@ struct store_engine {
     int (*meta_get)(void *conn, const char *key, char *out, size_t cap);
     int (*retailer_get)(void *conn, const char *id, struct retailer *out);
     int (*product_get)(void *conn, const char *id, struct product *out);
-    int (*promos_for_product)(void *conn, const char *product_id, struct promo *out, int max,
+    int (*promos_for_product)(void *conn, const char *product_id, const char *retailer_id,
+                             const char *region, const char *date, struct promo *out, int max,
                               int *n_out);
     int (*catalog_get)(void *conn, const struct catalog_def *def, const char *id, json_t **out);
     int (*catalog_list)(void *conn, const struct catalog_def *def, int limit, int offset,

@@ -180,12 +180,6 @@ def test_replay_reports_the_points_of_the_first_request(tally, shop, buyer):
     assert shop.wallet(buyer)[1] == 10
 
 
-@pytest.mark.xfail(strict=True, reason="choose_promotion (src/api/purchase.c) reads at most "
-                   "PROMOS_MAX = 256 promotions of the product, unfiltered and unordered "
-                   "(SQL_PROMOS in src/store/sqlite_catalog.c), so the 257th and later are "
-                   "never considered: this retailer's own promotion is ignored and the "
-                   "purchase earns 0 points. Fix: filter by retailer/region (and is_active) "
-                   "in SQL, which needs store_promos_for_product to take them (store.h/.c)")
 def test_a_product_with_many_promotions_still_finds_the_retailers_own(tally, shop, buyer):
     """A product promoted in many places (seed 002: retailers nationwide) must still find the
     promotion of the retailer at hand, however many other promotions the product has."""
