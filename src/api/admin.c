@@ -22,6 +22,7 @@ typedef int (*validate_fn)(struct req *r, bool create, json_t *vals);
 
 struct resource {
     const char *path;
+    const char *noun; /* for messages: "retailer" */
     const struct catalog_def *def;
     validate_fn validate;
 };
@@ -201,10 +202,10 @@ static int validate_item(struct req *r, bool create, json_t *vals)
 }
 
 static const struct resource resources[] = {
-    {"retailers", &catalog_retailers, validate_retailer},
-    {"products", &catalog_products, validate_product},
-    {"promotions", &catalog_promotions, validate_promotion},
-    {"catalog", &catalog_items, validate_item},
+    {"retailers", "retailer", &catalog_retailers, validate_retailer},
+    {"products", "product", &catalog_products, validate_product},
+    {"promotions", "promotion", &catalog_promotions, validate_promotion},
+    {"catalog", "catalogue item", &catalog_items, validate_item},
 };
 
 static const struct resource *resource_of(struct req *r)
@@ -232,7 +233,7 @@ static json_t *present(json_t *row)
 
 static int not_found(struct req *r, const struct resource *res)
 {
-    return req_fail(r, res->def->not_found, NULL, "No %s with id %s", res->path, r->params[1]);
+    return req_fail(r, res->def->not_found, NULL, "No %s with id %s", res->noun, r->params[1]);
 }
 
 int api_admin_list(struct req *r)
@@ -280,7 +281,7 @@ static int write_and_show(struct req *r, const struct resource *res, struct stor
     json_decref(w->in.catalog.values);
     if (e == TE_CONFLICT)
         return req_fail(r, e, NULL, "A %s with these values already exists (name or version)",
-                        res->path);
+                        res->noun);
     if (e == res->def->not_found)
         return not_found(r, res);
     if (e)
@@ -351,9 +352,15 @@ int api_admin_retailer_key(struct req *r)
     int e = store_retailer_get(app->store, r->params[0], &rt);
     if (e)
         return req_fail(r, e, NULL, "No retailer with id %s", r->params[0]);
-    const char *name = NULL;
+    if (!rt.active)
+        return req_fail(r, TE_INACTIVE, NULL, "This retailer is deactivated");
+    const char *name = NULL, *why;
+    char clean[101];
     if ((e = req_str(r, "name", false, &name)))
         return e;
+    if (name && validate_name(name, clean, sizeof clean, &why))
+        return req_fail(r, TE_VALIDATION, "name", "name %s", why);
+    name = name ? clean : NULL;
     struct store_write w = {.op = OP_APIKEY_CREATE};
     char key[APIKEY_LEN + 1];
     snprintf(w.in.apikey_create.name, sizeof w.in.apikey_create.name, "%s",

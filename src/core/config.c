@@ -159,8 +159,8 @@ int config_from_env(struct config *c, const char *(*get)(const char *name), char
             return -1;                                                                         \
     } while (0)
 
+    INT("PORT", 1, 65535, port); /* the platform's convention; TALLY_PORT wins when both are set */
     INT("TALLY_PORT", 1, 65535, port);
-    INT("PORT", 1, 65535, port);
     INT("TALLY_HTTP_THREADS", 1, LIMIT_HTTP_THREADS_MAX, http_threads);
     INT("TALLY_HASH_THREADS", 1, LIMIT_HASH_THREADS_MAX, hash_threads);
     INT("TALLY_CONNECTION_TIMEOUT_SECONDS", 1, 3600, conn_timeout_s);

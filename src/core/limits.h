@@ -34,11 +34,12 @@
 #define LIMIT_LOGIN_TABLE 4096      /* tracked keys; oldest evicted first, so memory is bounded */
 
 /* Referral codes */
-#define LIMIT_CODE_LENGTH_MIN 6     /* 30^6 = 729M codes: collisions stay rare */
+#define LIMIT_CODE_LENGTH_MIN 6     /* 32^6 = 1.07e9 codes: collisions stay rare */
 #define LIMIT_CODE_LENGTH_MAX 32
 #define LIMIT_CODE_ATTEMPTS 16      /* retries on collision before giving up with 503 */
 #define LIMIT_CODE_EXPIRY_DAYS_MAX 3650
-#define LIMIT_REFERRAL_DEPTH 16     /* deepest referrer chain walked (tree checks, commissions) */
+#define LIMIT_REFERRER_CHAIN 100000 /* ancestors walked when checking a new referral for a cycle:
+                                       a bound on the loop, far above any real chain */
 
 /* Pages */
 #define LIMIT_PAGE_SIZE_MAX 100     /* leaderboard, ledger, lists */

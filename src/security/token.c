@@ -36,7 +36,8 @@ int token_verify(const char *secret, size_t secret_len, const char *token, int64
     int rc = TE_UNAUTHORIZED;
     if (!token || strlen(token) > TOKEN_BYTES_MAX)
         return rc;
-    /* Refuse unsigned tokens before libjwt sees them: a header must name HS256. */
+    /* libjwt decodes with our key; the algorithm is checked right after, so an unsigned
+     * ("alg": "none") or differently signed token never counts. */
     if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)secret_len) != 0 || !jwt)
         goto out;
     if (jwt_get_alg(jwt) != JWT_ALG_HS256)

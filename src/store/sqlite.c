@@ -930,7 +930,7 @@ static int referral_create(struct sconn *c, const char *user_id, const char *cod
     /* The new edge user -> referrer must not close a loop: walk the referrer's ancestors. */
     char cur[ID_LEN + 1];
     str_copy(cur, sizeof cur, rc.user_id);
-    for (int depth = 0; cur[0] && depth < 1000; depth++) {
+    for (int depth = 0; cur[0] && depth < LIMIT_REFERRER_CHAIN; depth++) {
         sqlite3_stmt *st = sq_prep(c, SQL_ANCESTOR);
         if (!st)
             return TE_DB;

@@ -792,12 +792,12 @@ int sq_ledger_page(void *conn, const char *user_id, int64_t before_id, int limit
     sq_bind_text(st, 1, user_id);
     sqlite3_bind_int64(st, 2, before_id > 0 ? before_id : INT64_MAX);
     sqlite3_bind_int(st, 3, limit);
-    int n = 0, r;
+    int n = 0, r = SQLITE_DONE;
     while (n < limit && (r = sqlite3_step(st)) == SQLITE_ROW)
         read_ledger(st, &rows[n++]);
     sqlite3_reset(st);
     *n_out = n;
-    return 0;
+    return r == SQLITE_ROW || r == SQLITE_DONE ? 0 : sq_fail(c, "ledger page");
 }
 
 int sq_earnings(void *conn, const char *user_id,

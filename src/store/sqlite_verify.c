@@ -84,10 +84,15 @@ int sq_verify(void *conn, void (*report)(const char *check, long long problems,
 {
     struct sconn *c = conn;
     int failed = 0;
+    /* One read transaction: every check sees the same snapshot, even on a live database. */
+    if (sq_exec(c, "BEGIN"))
+        return TE_DB;
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
         sqlite3_stmt *st;
-        if (sqlite3_prepare_v2(c->db, checks[i].sql, -1, &st, NULL) != SQLITE_OK)
+        if (sqlite3_prepare_v2(c->db, checks[i].sql, -1, &st, NULL) != SQLITE_OK) {
+            sq_exec(c, "ROLLBACK");
             return sq_fail(c, checks[i].name);
+        }
         long long n = 0;
         char first[512] = "";
         int r;
@@ -97,10 +102,13 @@ int sq_verify(void *conn, void (*report)(const char *check, long long problems,
             n++;
         }
         sqlite3_finalize(st);
-        if (r != SQLITE_DONE)
+        if (r != SQLITE_DONE) {
+            sq_exec(c, "ROLLBACK");
             return sq_fail(c, checks[i].name);
+        }
         report(checks[i].name, n, first, arg);
         failed += n > 0;
     }
+    sq_exec(c, "COMMIT");
     return failed;
 }
