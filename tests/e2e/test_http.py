@@ -213,7 +213,7 @@ def test_unknown_route_is_404(tally, path):
     [
         ("GET", SIGNUP, "POST"),
         ("PUT", "/api/auth/login", "POST"),
-        ("DELETE", "/api/me", "GET, HEAD"),
+        ("DELETE", "/api/me", "GET, HEAD, PATCH"),
         ("POST", "/healthz", "GET, HEAD"),
         ("PATCH", "/api/referral/leaderboard", "GET, HEAD"),
         ("POST", "/r/ABCDEFGH", "GET, HEAD"),
