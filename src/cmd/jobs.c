@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cmd/cmd.h"
 #include "core/err.h"
@@ -51,6 +52,11 @@ int cmd_jobs(int argc, char **argv)
         }
     } else if (strcmp(pos[0], "list") != 0) {
         fprintf(stderr, "tally: unknown jobs action \"%s\" (list, run)\n", pos[0]);
+        return 2;
+    }
+    /* A mistyped --db in a crontab must fail, not run on a new empty database. */
+    if (access(c.db, F_OK) != 0) {
+        fprintf(stderr, "tally: no database at %s\n", c.db);
         return 2;
     }
     struct store *s;

@@ -12,7 +12,8 @@ Fixtures:
                  modules that need no fresh database share one); `tally = module_server(env)`
                  in a module gives its shared server extra environment
   start_tally    a factory for servers owned by one test: start_tally(env={...}, db=...,
-                 start=False); each is stopped and checked when the test ends
+                 start=False, args=[...]); each is stopped and checked when the test ends;
+                 args are extra `tally serve` arguments, e.g. ["--test-clock-offset", "86400"]
   tally_bin      the path of the binary
 
 Helpers (importable: `from conftest import ...`):
@@ -145,11 +146,12 @@ class Tally:
     the logs stay in `workdir` after stop(), so a test may start() again on the same data.
     """
 
-    def __init__(self, workdir, env=None, db=None):
+    def __init__(self, workdir, env=None, db=None, args=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db_path = Path(db) if db else self.workdir / "tally.db"
         self.env = dict(env or {})
+        self.args = [str(a) for a in (args or [])]  # extra `tally serve` arguments
         self.proc = None
         self.port = None
         self.returncode = None
@@ -178,7 +180,7 @@ class Tally:
         # O_APPEND: every write lands at the end, whoever else appends (tests may annotate).
         with open(self.stderr_path, "ab") as err, open(self.stdout_path, "ab") as out:
             self.proc = subprocess.Popen(
-                [TALLY_BIN, "serve", "--port", str(port), "--db", str(self.db_path)],
+                [TALLY_BIN, "serve", "--port", str(port), "--db", str(self.db_path), *self.args],
                 env=tally_env(self.env),
                 stdout=out,
                 stderr=err,
@@ -395,14 +397,15 @@ def _module_server(tmp_path_factory, env):
 
 @pytest.fixture
 def start_tally(tally_bin, tmp_path):
-    """Factory: start_tally(env=None, start=True, db=None) -> Tally, owned by the current
-    test; db shares another server's database file. Every server it made is stopped (SIGTERM,
-    exit 0, no sanitizer report) when the test ends."""
+    """Factory: start_tally(env=None, start=True, db=None, args=None) -> Tally, owned by the
+    current test; db shares another server's database file; args are extra `tally serve`
+    arguments. Every server it made is stopped (SIGTERM, exit 0, no sanitizer report) when the
+    test ends."""
     made = []
 
-    def factory(env=None, start=True, workdir=None, db=None):
+    def factory(env=None, start=True, workdir=None, db=None, args=None):
         d = Path(workdir) if workdir else Path(tempfile.mkdtemp(dir=tmp_path, prefix="tally-"))
-        t = Tally(d, env=env, db=db)
+        t = Tally(d, env=env, db=db, args=args)
         made.append(t)
         if start:
             t.start()
