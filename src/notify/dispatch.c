@@ -342,11 +342,20 @@ static void pass(struct dispatcher *d)
     struct due_list l = {0};
     if (store_deliveries_due(d->store, now_ms(), DUE_BATCH, collect, &l))
         return;
+    /* Webhooks that answered 410 during this pass: their other deliveries in the batch were
+     * dropped with them and must not be sent. */
+    const char *gone[DUE_BATCH];
+    int n_gone = 0;
     for (int i = 0; i < l.n; i++) {
         struct delivery *dv = &l.items[i];
         struct outcome o = {0};
         if (atomic_load(&d->stop))
             break;
+        bool dropped = false;
+        for (int g = 0; g < n_gone && !dropped; g++)
+            dropped = strcmp(gone[g], dv->target_id) == 0;
+        if (dropped)
+            continue;
         if (strcmp(dv->kind, "webhook") == 0)
             send_webhook(d, dv, &o);
         else if (d->messages && dv->phone[0])
@@ -364,6 +373,8 @@ static void pass(struct dispatcher *d)
         int e = store_exec(d->store, &w);
         if (e && e != TE_NOT_FOUND)
             log_warn("dispatch: could not record delivery %s", dv->id);
+        if (o.gone && strcmp(dv->kind, "webhook") == 0)
+            gone[n_gone++] = dv->target_id;
         if (!o.ok)
             log_event("warn", "delivery failed",
                       json_pack("{s:s, s:s, s:i, s:s, s:i}", "delivery", dv->id, "kind", dv->kind,

@@ -25,6 +25,7 @@
 #define EVENTS_PAGE 1000    /* events read per query */
 #define EPOLL_BATCH 256
 #define TICK_MS 1000        /* poll the events table at least this often */
+#define WS_CLOSE_LINGER_MS 2000 /* after our close frame, wait this long for the client's end */
 
 struct ws_conn {
     int fd;
@@ -34,6 +35,7 @@ struct ws_conn {
     int64_t last_sent;   /* newest event id queued to this socket */
     int64_t last_heard_ms;
     int64_t last_ping_ms;
+    int64_t closing_ms;  /* close frame sent, write side shut: draining until the client leaves */
     char *extra;         /* bytes libmicrohttpd read past the request, consumed first */
     size_t extra_len, extra_off;
     struct ws_conn *bucket_next;
@@ -168,9 +170,31 @@ static void conn_close(struct ws_hub *h, struct ws_conn *c)
     atomic_fetch_sub(&h->count, 1);
 }
 
+/* After our close frame: read and drop what the client still sends until it closes its side
+ * (or keepalive gives up). Closing a socket with unread bytes would reset the connection, and
+ * the reset discards the close frame (1009, say) before the client can read it. */
+static void conn_drain(struct ws_hub *h, struct ws_conn *c)
+{
+    char buf[4096];
+    for (;;) {
+        ssize_t r = recv(c->fd, buf, sizeof buf, 0);
+        if (r > 0 || (r < 0 && errno == EINTR))
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        conn_close(h, c); /* the client closed too, or the connection failed */
+        return;
+    }
+}
+
 /* Drive wslay after I/O or queued frames; close when the conversation is over. */
 static void conn_pump(struct ws_hub *h, struct ws_conn *c, uint32_t events)
 {
+    if (c->closing_ms) {
+        if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+            conn_drain(h, c);
+        return;
+    }
     if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && wslay_event_recv(c->ctx) != 0) {
         conn_close(h, c);
         return;
@@ -180,7 +204,17 @@ static void conn_pump(struct ws_hub *h, struct ws_conn *c, uint32_t events)
         return;
     }
     if (!wslay_event_want_read(c->ctx) && !wslay_event_want_write(c->ctx)) {
-        conn_close(h, c);
+        if (!wslay_event_get_close_sent(c->ctx)) {
+            conn_close(h, c);
+            return;
+        }
+        /* Our close frame is out: half-close and let the client read it before the end. */
+        shutdown(c->fd, SHUT_WR);
+        c->closing_ms = now_ms();
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = c};
+        epoll_ctl(h->epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        c->epoll_mask = ev.events;
+        conn_drain(h, c);
         return;
     }
     if (wslay_event_get_queued_msg_length(c->ctx) > LIMIT_WS_QUEUE_BYTES) {
@@ -335,6 +369,11 @@ static void keepalive(struct ws_hub *h)
     int64_t now = now_ms();
     for (struct ws_conn *c = h->all, *next; c; c = next) {
         next = c->next;
+        if (c->closing_ms) {
+            if (now - c->closing_ms >= WS_CLOSE_LINGER_MS)
+                conn_close(h, c);
+            continue;
+        }
         if (now - c->last_heard_ms > LIMIT_WS_PONG_S * 1000LL) {
             conn_close(h, c);
             continue;

@@ -229,10 +229,11 @@ static int user_update(struct sconn *c, struct store_write *w)
     return 0;
 }
 
-/* Webhook fan-out for events (cursor, upto], for every active webhook at once. */
+/* Webhook fan-out for events (cursor, upto], for every active webhook at once. With no
+ * active webhook there is nothing to fan out: upto is the newest event, so the pass ends. */
 static const char SQL_FANOUT_UPTO[] =
-    "SELECT MIN((SELECT COALESCE(MAX(id), 0) FROM events),"
-    " COALESCE((SELECT MIN(cursor_event_id) FROM webhooks WHERE is_active = 1), 0) + ?1)";
+    "SELECT MIN(m, COALESCE((SELECT MIN(cursor_event_id) FROM webhooks WHERE is_active = 1)"
+    " + ?1, m)) FROM (SELECT COALESCE(MAX(id), 0) AS m FROM events)";
 static const char SQL_FANOUT_WEBHOOKS[] =
     "INSERT OR IGNORE INTO deliveries (id, kind, target_id, event_id, status, next_attempt_at,"
     " created_at, updated_at)"
