@@ -322,11 +322,23 @@ static void collect(const struct delivery *dv, void *arg)
     l->n++;
 }
 
+static void count_active(const struct webhook *w, void *arg)
+{
+    if (w->active)
+        (*(int *)arg)++;
+}
+
 static void pass(struct dispatcher *d)
 {
     int64_t max = 0;
     if (store_events_max_id(d->store, &max))
         return;
+    /* Nothing listens (no active webhook, no messages): skip the fan-out write entirely. A
+     * webhook created later starts from the newest event, so nothing is owed to it. */
+    int active = 0;
+    if (max > d->fanned_upto && !d->messages &&
+        store_webhooks_list(d->store, count_active, &active) == 0 && active == 0)
+        d->fanned_upto = max;
     for (int i = 0; max > d->fanned_upto && i < 100 && !atomic_load(&d->stop); i++) {
         struct store_write w = {.op = OP_OUTBOX_FANOUT};
         w.in.fanout.batch = FANOUT_BATCH;

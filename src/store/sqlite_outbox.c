@@ -238,7 +238,9 @@ static const char SQL_FANOUT_WEBHOOKS[] =
     "INSERT OR IGNORE INTO deliveries (id, kind, target_id, event_id, status, next_attempt_at,"
     " created_at, updated_at)"
     " SELECT tally_uuid(), 'webhook', w.id, e.id, 'pending', ?2, ?2, ?2"
-    " FROM webhooks w JOIN events e ON e.id > w.cursor_event_id AND e.id <= ?1"
+    /* CROSS JOIN keeps webhooks as the outer loop: each webhook reads a range of events by
+     * primary key, instead of the planner scanning every event for a handful of webhooks */
+    " FROM webhooks w CROSS JOIN events e ON e.id > w.cursor_event_id AND e.id <= ?1"
     " WHERE w.is_active = 1 AND (w.events = '*' OR instr(',' || w.events || ',',"
     " ',' || e.type || ',') > 0) ORDER BY e.id";
 static const char SQL_FANOUT_CURSORS[] =
