@@ -31,8 +31,8 @@ int api_referral_analytics(struct req *r)
     struct analytics a;
     if ((e = store_analytics(app->store, since, now, &a)))
         return e;
-    /* conversionRate: converted / total, a ratio from 0 to 1 rounded to 4 decimals (0 when
-     * there are no referrals); conversionRateBps is the same in integer basis points. */
+    /* conversionRate: a percentage, as in seed 003 (45 of 150 is 30.0), rounded down to two
+     * decimals (0 without referrals); conversionRateBps is the same as an exact integer. */
     int64_t bps = a.total_referrals ? a.converted_referrals * 10000 / a.total_referrals : 0;
     json_t *o = json_object();
     json_object_set_new(o, "period", json_string(req_query(r, "period") ? req_query(r, "period")
@@ -41,7 +41,7 @@ int api_referral_analytics(struct req *r)
     json_object_set_new(o, "convertedReferrals", json_integer(a.converted_referrals));
     json_object_set_new(o, "pendingReferrals",
                         json_integer(a.total_referrals - a.converted_referrals));
-    json_object_set_new(o, "conversionRate", json_real((double)bps / 10000.0));
+    json_object_set_new(o, "conversionRate", json_real((double)bps / 100.0));
     json_object_set_new(o, "conversionRateBps", json_integer(bps));
     json_object_set_new(o, "totalRewardsAwarded", json_integer(a.rewards_awarded));
     json_object_set_new(o, "activeCodes", json_integer(a.active_codes));

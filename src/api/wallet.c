@@ -120,7 +120,7 @@ static json_t *reward_json(const struct reward *rw, int64_t now)
     json_error_t jerr;
     json_t *value = json_loads(rw->value, 0, &jerr);
     const char *status = rw->claimed                                  ? "claimed"
-                         : rw->expires_at && rw->expires_at <= now ? "expired"
+                         : rw->expired || (rw->expires_at && rw->expires_at <= now) ? "expired"
                                                                    : "available";
     json_t *o = json_object();
     json_object_set_new(o, "id", json_string(rw->id));

@@ -303,7 +303,9 @@ static enum MHD_Result send_response(struct http_conn_state *st)
         return ret;
     }
     if (r->resp) {
+        /* 10 significant digits: a percentage like 33.33 prints as written, not 33.329999 */
         char *text = json_dumps(r->resp, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                             JSON_REAL_PRECISION(10) |
                                              (json_is_object(r->resp) || json_is_array(r->resp)
                                                   ? 0
                                                   : JSON_ENCODE_ANY));

@@ -654,8 +654,8 @@ static int apply_redeem(struct sconn *c, struct store_write *w)
 
 static const char SQL_REWARD_GET[] =
     "SELECT id, reward_type, reward_value, is_claimed, created_at, COALESCE(claimed_at, 0),"
-    " COALESCE(MIN(COALESCE(expires_at, expired_at), COALESCE(expired_at, expires_at)), 0)"
-    " FROM user_rewards WHERE id = ?1 AND user_id = ?2";
+    " COALESCE(MIN(COALESCE(expires_at, expired_at), COALESCE(expired_at, expires_at)), 0),"
+    " expired_at IS NOT NULL FROM user_rewards WHERE id = ?1 AND user_id = ?2";
 static const char SQL_REWARD_CLAIM[] =
     "UPDATE user_rewards SET is_claimed = 1, claimed_at = ?2 WHERE id = ?1 AND is_claimed = 0";
 static const char SQL_PREMIUM_EXTEND[] =
@@ -663,8 +663,8 @@ static const char SQL_PREMIUM_EXTEND[] =
     " RETURNING premium_until";
 static const char SQL_REWARDS_LIST[] =
     "SELECT id, reward_type, reward_value, is_claimed, created_at, COALESCE(claimed_at, 0),"
-    " COALESCE(MIN(COALESCE(expires_at, expired_at), COALESCE(expired_at, expires_at)), 0)"
-    " FROM user_rewards WHERE user_id = ?1 ORDER BY created_at DESC, id";
+    " COALESCE(MIN(COALESCE(expires_at, expired_at), COALESCE(expired_at, expires_at)), 0),"
+    " expired_at IS NOT NULL FROM user_rewards WHERE user_id = ?1 ORDER BY created_at DESC, id";
 
 static void read_reward(sqlite3_stmt *st, struct reward *rw)
 {
@@ -675,6 +675,7 @@ static void read_reward(sqlite3_stmt *st, struct reward *rw)
     rw->created_at = sqlite3_column_int64(st, 4);
     rw->claimed_at = sqlite3_column_int64(st, 5);
     rw->expires_at = sqlite3_column_int64(st, 6);
+    rw->expired = sqlite3_column_int(st, 7) != 0;
 }
 
 static int apply_claim(struct sconn *c, struct store_write *w)
@@ -692,7 +693,7 @@ static int apply_claim(struct sconn *c, struct store_write *w)
     sqlite3_reset(st);
     if (r != SQLITE_ROW || out->reward.claimed)
         return TE_REWARD_NOT_FOUND;
-    if (out->reward.expires_at && out->reward.expires_at <= now)
+    if (out->reward.expired || (out->reward.expires_at && out->reward.expires_at <= now))
         return TE_REWARD_EXPIRED;
     st = sq_prep(c, SQL_REWARD_CLAIM);
     if (!st)

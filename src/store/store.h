@@ -129,6 +129,7 @@ struct reward {
     char type[24];
     char value[256]; /* JSON text */
     bool claimed;
+    bool expired; /* marked by the expireRewards job: refused whatever the clock says */
     int64_t created_at, claimed_at, expires_at;
 };
 

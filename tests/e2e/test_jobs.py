@@ -420,12 +420,6 @@ def test_expire_rewards_marks_rewards_past_their_expiry(tally, admin_key):
     assert r.json()["reward"]["status"] == "claimed"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: a reward that expireRewards marked expired (user_rewards.expired_at set by "
-    "`jobs run expireRewards --at` after its expiry) is still claimable: claim-reward and "
-    "GET /api/referral/rewards take MIN(expires_at, expired_at) as its expiry, so the mark is "
-    "ignored while expires_at is still ahead of the server's clock (sqlite_money.c "
-    "SQL_REWARD_GET/SQL_REWARDS_LIST); expected 400 reward_expired, got 200"))
 def test_claim_refuses_a_reward_marked_expired(tally, admin_key):
     who, (old, _) = two_rewards(tally, admin_key, "marked")
     run_job(tally, "expireRewards", at=now_ms() + 91 * DAY_MS)
@@ -644,13 +638,14 @@ def test_analytics_and_trends_against_hand_computed_values(fresh):
                 b["totalRewardsAwarded"], b["activeCodes"], b["expiredCodes"])
 
     # all: 6 referrals, 3 converted (u0, O2, O3), 3 rewards; 2 active codes, 1 expired
-    assert analytics() == (6, 3, 0.5, 3, 2, 1)
-    assert analytics("?period=all") == (6, 3, 0.5, 3, 2, 1)
+    # conversionRate is a percentage, as in seed 003 (45 of 150 -> 30.0)
+    assert analytics() == (6, 3, 50.0, 3, 2, 1)
+    assert analytics("?period=all") == (6, 3, 50.0, 3, 2, 1)
     # month: referrals made in the last 30 days: 3 today + O1 + O2, of which u0 and O2 converted;
     # rewards granted in the last 30 days: u0's and O2's
-    assert analytics("?period=month") == (5, 2, 0.4, 2, 2, 1)
+    assert analytics("?period=month") == (5, 2, 40.0, 2, 2, 1)
     # week: the 3 of today, u0 converted
-    assert analytics("?period=week") == (3, 1, 0.3333, 2, 2, 1)
+    assert analytics("?period=week") == (3, 1, 33.33, 2, 2, 1)
     r = t.get("/api/referral/analytics?period=week", token=key).json()
     assert r["pendingReferrals"] == 2 and r["conversionRateBps"] == 3333, r
 
