@@ -1,6 +1,7 @@
 /* tally serve: open the store, start the HTTP server, wait for SIGTERM/SIGINT, shut down in
  * order (stop accepting, finish requests in flight, drain the writer, close the database). */
 #include <signal.h>
+#include <sys/resource.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,19 @@ int cmd_serve(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     app->started_ms = now_ms();
+    /* Every socket is a descriptor: ask for enough for the HTTP and WebSocket caps plus the
+     * database and a margin, up to what the system allows. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+        rlim_t want = LIMIT_CONNECTIONS + LIMIT_WS_SOCKETS + 1024;
+        if (nofile.rlim_cur < want) {
+            nofile.rlim_cur = want < nofile.rlim_max ? want : nofile.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &nofile);
+        }
+        if (nofile.rlim_cur < want)
+            log_warn("only %llu file descriptors: fewer sockets than the limits allow",
+                     (unsigned long long)nofile.rlim_cur);
+    }
     if (store_open(app->cfg.db, &app->store)) {
         fprintf(stderr, "tally: cannot open database %s\n", app->cfg.db);
         goto out;
@@ -118,11 +132,6 @@ int cmd_serve(int argc, char **argv)
         .conn_timeout_s = app->cfg.conn_timeout_s,
         .log_requests = app->cfg.log_requests,
     };
-    if (ws_hub_new(app->store, &app->ws) || dispatcher_new(app->store, &app->cfg, &app->dispatch))
-        goto out;
-    store_set_commit_hook(app->store, on_commit, app);
-    if (http_server_start(&hc, api_routes, api_routes_n, app, api_authenticate, &app->http))
-        goto out;
     if (app->cfg.automation_enabled) {
         struct job_ctx jc = {.store = app->store, .cfg = &app->cfg, .started_ms = app->started_ms};
         char err[512];
@@ -131,6 +140,11 @@ int cmd_serve(int argc, char **argv)
             goto out;
         }
     }
+    if (ws_hub_new(app->store, &app->ws) || dispatcher_new(app->store, &app->cfg, &app->dispatch))
+        goto out;
+    store_set_commit_hook(app->store, on_commit, app);
+    if (http_server_start(&hc, api_routes, api_routes_n, app, api_authenticate, &app->http))
+        goto out;
     log_event("info", "listening",
               json_pack("{s:s, s:i, s:s}", "address", app->cfg.bind, "port",
                         http_server_port(app->http), "db", app->cfg.db));

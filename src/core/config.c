@@ -249,6 +249,9 @@ int config_from_env(struct config *c, const char *(*get)(const char *name), char
         char buf[256];
         if (!str_copy(buf, sizeof buf, s))
             FAIL("TALLY_WEBHOOK_RETRY_SCHEDULE is too long");
+        size_t sl = strlen(s);
+        if (s[0] == ',' || s[sl - 1] == ',' || strstr(s, ",,"))
+            FAIL("TALLY_WEBHOOK_RETRY_SCHEDULE has an empty delay (got \"%s\")", s);
         int n = 0;
         char *save = NULL;
         for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {

@@ -9,7 +9,8 @@
 #define LIMIT_BODY_BYTES_MAX (1024 * 1024)    /* the largest per-route cap any route may declare */
 #define LIMIT_JSON_DEPTH 16                   /* no request needs deeper nesting; stops stack abuse */
 #define LIMIT_URL_BYTES 2048                  /* longer URLs are refused by the router */
-#define LIMIT_CONNECTIONS 10000               /* open sockets per node (file descriptors) */
+#define LIMIT_CONNECTIONS 10000               /* HTTP sockets per node, WebSockets not counted:
+                                                 libmicrohttpd's cap is the sum of both */
 #define LIMIT_CONNECTION_TIMEOUT_S 15         /* idle or slow client is dropped after this */
 #define LIMIT_CONN_MEMORY_BYTES (16 * 1024)   /* libmicrohttpd per-connection pool: headers fit;
                                                  MHD zeroes it per request, so no bigger */
@@ -56,7 +57,6 @@
 #define LIMIT_WS_REPLAY 10000           /* events replayed for ?since=SEQ */
 #define LIMIT_WS_PING_S 30              /* idle sockets are pinged this often */
 #define LIMIT_WS_PONG_S 75              /* and closed when silent this long */
-#define LIMIT_WS_ORIGINS 16
 
 /* Money */
 #define LIMIT_AMOUNT_CENTS_MAX 100000000000LL /* 1e9 currency units: above any real purchase */

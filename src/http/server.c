@@ -34,8 +34,8 @@
 #define N_BUCKETS 14
 static const double bucket_s[N_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                            0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-static const int tracked_status[] = {200, 201, 204, 302, 400, 401, 403, 404,
-                                     405, 409, 413, 415, 422, 429, 500, 503};
+static const int tracked_status[] = {101, 200, 201, 204, 302, 303, 400, 401, 403,
+                                     404, 405, 409, 413, 415, 422, 429, 500, 503};
 #define N_STATUS ((int)(sizeof tracked_status / sizeof tracked_status[0]))
 
 struct route_metrics {
@@ -642,7 +642,8 @@ int http_server_start(const struct http_config *cfg, const struct route *routes,
             flags, ntohs(sa.sin_port), NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, &sa,
             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_CONNECTION_TIMEOUT,
             (unsigned)cfg->conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-            (unsigned)(LIMIT_CONNECTIONS / n), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+            (unsigned)((LIMIT_CONNECTIONS + LIMIT_WS_SOCKETS) / n),
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT,
             (size_t)LIMIT_CONN_MEMORY_BYTES, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
             MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_END);
         if (!s->d[i]) {

@@ -48,7 +48,7 @@ static int parse_every(const char *expr, int64_t *ms)
         unit = 60000, end++;
     else if (*end == 'h')
         unit = 3600000, end++;
-    if (*end || v < 1 || v > 86400)
+    if (*end || v < 1 || v * unit > 86400000L)
         return -1;
     *ms = v * unit;
     return 0;
@@ -131,8 +131,8 @@ int scheduler_start(const struct job_ctx *ctx, const char *(*get)(const char *na
         int64_t probe;
         if (expr[0] == '@' && strncmp(expr, "@every", 6) == 0) {
             if (parse_every(expr, &s->every_ms[i]) != 0) {
-                snprintf(err, errcap, "job %s: invalid schedule \"%s\" (%s): @every takes 1 to "
-                         "86400 seconds, e.g. \"@every 5s\"", jobs[i].name, expr, jobs[i].env);
+                snprintf(err, errcap, "job %s: invalid schedule \"%s\" (%s): @every takes 1 second "
+                         "to 24 hours, e.g. \"@every 5s\"", jobs[i].name, expr, jobs[i].env);
                 tz_free(s->zone);
                 free(s);
                 return TE_VALIDATION;
