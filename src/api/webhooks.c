@@ -190,10 +190,26 @@ int api_webhook_delete(struct req *r)
     return req_json(r, 200, json_pack("{s:s, s:b}", "id", r->params[0], "deleted", 1));
 }
 
-static void add_delivery(const struct delivery *d, void *arg)
+struct deliveries_ctx {
+    struct store *store;
+    json_t *arr;
+};
+
+static void add_attempt(const struct delivery_attempt *a, void *arg)
 {
     json_array_append_new(
-        arg, json_pack("{s:s, s:I, s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o}", "id", d->id,
+        arg, json_pack("{s:i, s:o, s:o, s:I, s:o}", "attempt", a->attempt, "statusCode",
+                       a->status_code ? json_integer(a->status_code) : json_null(), "error",
+                       a->error[0] ? json_string(a->error) : json_null(), "durationMs",
+                       (json_int_t)a->duration_ms, "createdAt", api_time_json(a->created_at)));
+}
+
+static void add_delivery(const struct delivery *d, void *arg)
+{
+    struct deliveries_ctx *c = arg;
+    json_t *attempts = json_array();
+    store_delivery_attempts(c->store, d->id, add_attempt, attempts);
+    json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:i, s:o, s:o, s:o, s:o, s:o}", "id", d->id,
                        "eventId", (json_int_t)d->event_id, "eventType", d->event_type, "status",
                        d->status, "attempts", d->attempts, "lastStatusCode",
                        d->last_status_code ? json_integer(d->last_status_code) : json_null(),
@@ -202,7 +218,12 @@ static void add_delivery(const struct delivery *d, void *arg)
                        strcmp(d->status, "pending") == 0 ? api_time_json(d->next_attempt_at)
                                                          : json_null(),
                        "createdAt", api_time_json(d->created_at), "updatedAt",
-                       api_time_json(d->updated_at)));
+                       api_time_json(d->updated_at));
+    if (o)
+        json_object_set_new(o, "attemptLog", attempts);
+    else
+        json_decref(attempts);
+    json_array_append_new(c->arr, o);
 }
 
 int api_webhook_deliveries(struct req *r)
@@ -216,7 +237,8 @@ int api_webhook_deliveries(struct req *r)
     if (e || (e = api_query_int(r, "limit", 1, DELIVERIES_PAGE_MAX, 50, &limit)))
         return e;
     json_t *arr = json_array();
-    if ((e = store_deliveries_list(app->store, r->params[0], (int)limit, add_delivery, arr))) {
+    struct deliveries_ctx dc = {.store = app->store, .arr = arr};
+    if ((e = store_deliveries_list(app->store, r->params[0], (int)limit, add_delivery, &dc))) {
         json_decref(arr);
         return e;
     }

@@ -1197,6 +1197,7 @@ const struct store_engine store_engine_sqlite = {
     .webhook_get = sq_webhook_get,
     .deliveries_list = sq_deliveries_list,
     .deliveries_due = sq_deliveries_due,
+    .delivery_attempts = sq_delivery_attempts,
     .events_max_id = s_events_max_id,
     .analytics = sq_analytics,
     .trends = sq_trends,

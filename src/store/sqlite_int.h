@@ -49,6 +49,8 @@ int sq_webhooks_list(void *conn, void (*fn)(const struct webhook *w, void *arg),
 int sq_webhook_get(void *conn, const char *id, struct webhook *out);
 int sq_deliveries_list(void *conn, const char *webhook_id, int limit,
                        void (*fn)(const struct delivery *d, void *arg), void *arg);
+int sq_delivery_attempts(void *conn, const char *delivery_id,
+                         void (*fn)(const struct delivery_attempt *a, void *arg), void *arg);
 int sq_deliveries_due(void *conn, int64_t now_ms, int limit,
                       void (*fn)(const struct delivery *d, void *arg), void *arg);
 int sq_automation_logs(void *conn, const char *service, const char *status, const char *before_id,

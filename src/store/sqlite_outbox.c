@@ -109,13 +109,41 @@ int sq_deliveries_list(void *conn, const char *webhook_id, int limit,
     return r == SQLITE_DONE ? 0 : sq_fail(c, "deliveries");
 }
 
+static const char SQL_ATTEMPTS[] =
+    "SELECT attempt, COALESCE(status_code, 0), COALESCE(error, ''), duration_ms, created_at"
+    " FROM delivery_attempts WHERE delivery_id = ?1 ORDER BY id LIMIT 64";
+
+int sq_delivery_attempts(void *conn, const char *delivery_id,
+                         void (*fn)(const struct delivery_attempt *a, void *arg), void *arg)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st = sq_prep(c, SQL_ATTEMPTS);
+    if (!st)
+        return TE_DB;
+    sq_bind_text(st, 1, delivery_id);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        struct delivery_attempt a;
+        a.attempt = sqlite3_column_int(st, 0);
+        a.status_code = sqlite3_column_int(st, 1);
+        sq_col_text(st, 2, a.error, sizeof a.error);
+        a.duration_ms = sqlite3_column_int64(st, 3);
+        a.created_at = sqlite3_column_int64(st, 4);
+        fn(&a, arg);
+    }
+    sqlite3_reset(st);
+    return r == SQLITE_DONE ? 0 : sq_fail(c, "delivery attempts");
+}
+
 static const char SQL_DUE[] =
     "SELECT " DELIVERY_COLS ", e.data, e.created_at, COALESCE(w.url, ''), COALESCE(w.secret, ''),"
     " COALESCE(u.phone, '') FROM deliveries d JOIN events e ON e.id = d.event_id"
     " LEFT JOIN webhooks w ON d.kind = 'webhook' AND w.id = d.target_id"
     " LEFT JOIN users u ON d.kind = 'message' AND u.id = d.target_id"
     " WHERE d.status = 'pending' AND d.next_attempt_at <= ?1"
-    " ORDER BY d.next_attempt_at, d.id LIMIT ?2";
+    " AND (d.kind <> 'webhook' OR w.is_active = 1)"
+    /* same due time: in event order, so a receiver sees a commit's events as they happened */
+    " ORDER BY d.next_attempt_at, d.event_id, d.id LIMIT ?2";
 
 int sq_deliveries_due(void *conn, int64_t now_ms, int limit,
                       void (*fn)(const struct delivery *d, void *arg), void *arg)

@@ -548,3 +548,9 @@ int store_referrals_of(struct store *s, const char *user_id, int limit,
 {
     READ(s, referrals_of(c_, user_id, limit, fn, arg));
 }
+
+int store_delivery_attempts(struct store *s, const char *delivery_id,
+                            void (*fn)(const struct delivery_attempt *a, void *arg), void *arg)
+{
+    READ(s, delivery_attempts(c_, delivery_id, fn, arg));
+}

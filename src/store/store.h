@@ -293,6 +293,16 @@ int store_webhook_get(struct store *s, const char *id, struct webhook *out);
 /* A webhook's deliveries, newest first. */
 int store_deliveries_list(struct store *s, const char *webhook_id, int limit,
                           void (*fn)(const struct delivery *d, void *arg), void *arg);
+struct delivery_attempt {
+    int attempt;
+    int status_code; /* 0: no response */
+    char error[256];
+    int64_t duration_ms;
+    int64_t created_at;
+};
+/* Every attempt of one delivery, first first. */
+int store_delivery_attempts(struct store *s, const char *delivery_id,
+                            void (*fn)(const struct delivery_attempt *a, void *arg), void *arg);
 /* Pending deliveries due at now_ms, oldest first, with what sending needs. */
 int store_deliveries_due(struct store *s, int64_t now_ms, int limit,
                          void (*fn)(const struct delivery *d, void *arg), void *arg);

@@ -69,6 +69,8 @@ struct store_engine {
     int (*webhook_get)(void *conn, const char *id, struct webhook *out);
     int (*deliveries_list)(void *conn, const char *webhook_id, int limit,
                            void (*fn)(const struct delivery *d, void *arg), void *arg);
+    int (*delivery_attempts)(void *conn, const char *delivery_id,
+                             void (*fn)(const struct delivery_attempt *a, void *arg), void *arg);
     int (*deliveries_due)(void *conn, int64_t now_ms, int limit,
                           void (*fn)(const struct delivery *d, void *arg), void *arg);
     int (*last_run)(void *conn, const char *service, int64_t *at_ms);
