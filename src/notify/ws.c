@@ -298,8 +298,11 @@ static void conn_register(struct ws_hub *h, struct ws_attach *a)
     wslay_event_config_set_max_recv_msg_length(c->ctx, LIMIT_WS_MSG_BYTES);
     /* Replay what the client missed, up to what the hub has delivered to everyone; newer
      * events arrive through the normal path, so nothing is skipped or sent twice. */
-    c->last_sent = a->replay ? a->since : h->last_id;
-    if (a->replay) {
+    /* Every socket starts from a known sequence number: the client's ?since=, or the newest
+     * event at the handshake. What the hub delivered to others between that point and now is
+     * replayed here; what comes after arrives live. Nothing in between is lost or repeated. */
+    c->last_sent = a->since;
+    if (h->last_id > a->since) {
         struct replay rp = {.c = c};
         int64_t after = a->since;
         for (int pages = 0; pages < LIMIT_WS_REPLAY / EVENTS_PAGE; pages++) {
@@ -504,6 +507,9 @@ bool ws_hub_full(struct ws_hub *h)
 struct ws_attach *ws_attach_new(struct ws_hub *h, const char *user_id, int64_t since,
                                 bool replay)
 {
+    /* Without ?since=, the socket starts at the newest event committed at the handshake. */
+    if (!replay && store_events_max_id(h->store, &since) != 0)
+        return NULL;
     struct ws_attach *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
