@@ -7,26 +7,13 @@
 
 #define TRENDS_DAYS_MAX 366
 
-static int period_since(struct req *r, int64_t now, int64_t *since)
-{
-    const char *period = req_query(r, "period");
-    if (!period || !*period || strcmp(period, "all") == 0)
-        *since = 0;
-    else if (strcmp(period, "month") == 0)
-        *since = now - 30LL * 86400000;
-    else if (strcmp(period, "week") == 0)
-        *since = now - 7LL * 86400000;
-    else
-        return req_fail(r, TE_VALIDATION, "period", "period must be one of all, month, week");
-    return 0;
-}
-
 int api_referral_analytics(struct req *r)
 {
     struct app *app = r->app;
     int64_t now = now_ms(), since = 0;
+    const char *period = "all";
     int e;
-    if ((e = period_since(r, now, &since)))
+    if ((e = api_period(r, now, &period, &since)))
         return e;
     struct analytics a;
     if ((e = store_analytics(app->store, since, now, &a)))
@@ -35,8 +22,7 @@ int api_referral_analytics(struct req *r)
      * decimals (0 without referrals); conversionRateBps is the same as an exact integer. */
     int64_t bps = a.total_referrals ? a.converted_referrals * 10000 / a.total_referrals : 0;
     json_t *o = json_object();
-    json_object_set_new(o, "period", json_string(req_query(r, "period") ? req_query(r, "period")
-                                                                         : "all"));
+    json_object_set_new(o, "period", json_string(period));
     json_object_set_new(o, "totalReferrals", json_integer(a.total_referrals));
     json_object_set_new(o, "convertedReferrals", json_integer(a.converted_referrals));
     json_object_set_new(o, "pendingReferrals",

@@ -58,6 +58,9 @@ int api_money_field(struct req *r, const char *field, int64_t max_cents, int64_t
                     bool *present);
 /* An id field: a non-empty string of at most 36 bytes, or absent (*out stays NULL). */
 int api_id_field(struct req *r, const char *field, bool required, const char **out);
+/* ?period=all|month|week (default all): its name and the start of the rolling window
+ * (month: the last 30x24 h, week: the last 7x24 h, all: 0). 0 or TE_VALIDATION. */
+int api_period(struct req *r, int64_t now, const char **name, int64_t *since);
 /* A query parameter as an integer in [min, max], or def when absent. */
 int api_query_int(struct req *r, const char *name, long long min, long long max, long long def,
                   long long *out);

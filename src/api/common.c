@@ -160,3 +160,21 @@ int api_query_int(struct req *r, const char *name, long long min, long long max,
                         min, max);
     return 0;
 }
+
+int api_period(struct req *r, int64_t now, const char **name, int64_t *since)
+{
+    const char *p = req_query(r, "period");
+    if (!p || !*p || strcmp(p, "all") == 0) {
+        *name = "all";
+        *since = 0;
+    } else if (strcmp(p, "month") == 0) {
+        *name = "month";
+        *since = now - 30LL * 86400000;
+    } else if (strcmp(p, "week") == 0) {
+        *name = "week";
+        *since = now - 7LL * 86400000;
+    } else {
+        return req_fail(r, TE_VALIDATION, "period", "period must be one of all, month, week");
+    }
+    return 0;
+}

@@ -130,19 +130,6 @@ static void mask_email(const char *email, char *out, size_t cap)
     snprintf(out, cap, "%.*s***%s", n, email, at);
 }
 
-static int query_int(struct req *r, const char *name, long long min, long long max,
-                     long long def, long long *out)
-{
-    const char *v = req_query(r, name);
-    *out = def;
-    if (!v)
-        return 0;
-    if (config_parse_int(v, min, max, out))
-        return req_fail(r, TE_VALIDATION, name, "%s must be an integer from %lld to %lld", name,
-                        min, max);
-    return 0;
-}
-
 static char *leaderboard_build(struct req *r, int64_t since, int limit, int page, bool admin,
                                int *err)
 {
@@ -182,21 +169,12 @@ int api_referral_leaderboard(struct req *r)
     int e;
     if ((e = disabled(r)))
         return e;
-    const char *period = req_query(r, "period");
-    if (!period || !*period)
-        period = "all";
+    const char *period;
     int64_t now = now_ms(), since;
-    if (strcmp(period, "all") == 0)
-        since = 0;
-    else if (strcmp(period, "month") == 0)
-        since = now - 30LL * 86400000;
-    else if (strcmp(period, "week") == 0)
-        since = now - 7LL * 86400000;
-    else
-        return req_fail(r, TE_VALIDATION, "period", "period must be one of all, month, week");
     long long limit, page;
-    if ((e = query_int(r, "limit", 1, LIMIT_PAGE_SIZE_MAX, 10, &limit)) ||
-        (e = query_int(r, "page", 1, LIMIT_PAGE_MAX, 1, &page)))
+    if ((e = api_period(r, now, &period, &since)) ||
+        (e = api_query_int(r, "limit", 1, LIMIT_PAGE_SIZE_MAX, 10, &limit)) ||
+        (e = api_query_int(r, "page", 1, LIMIT_PAGE_MAX, 1, &page)))
         return e;
     bool admin = api_is_admin(r);
     char key[64];
