@@ -362,11 +362,13 @@ int web_logout(struct req *r)
 static void referral_li(const struct referral_row *row, void *arg)
 {
     struct html *h = arg;
-    html_raw(h, "<li class=\"referral\">");
+    html_raw(h, "<li class=\"referral\" data-referral-id=\"");
+    html_text(h, row->id);
+    html_raw(h, "\">");
     html_text(h, row->referred_name);
-    html_raw(h, " — ");
+    html_raw(h, " — <span class=\"status\">");
     html_text(h, row->status);
-    html_raw(h, "</li>");
+    html_raw(h, "</span></li>");
 }
 
 struct earn_totals {
@@ -402,7 +404,7 @@ static void reward_li(const struct reward *rw, void *arg)
     } else if (expired) {
         html_raw(h, "<span class=\"muted\">expired</span>");
     } else {
-        html_raw(h, "<form method=\"post\" action=\"/dashboard/claim\" style=\"display:inline\">"
+        html_raw(h, "<form class=\"inline\" method=\"post\" action=\"/dashboard/claim\">"
                     "<input type=\"hidden\" name=\"csrf\" value=\"");
         html_text(h, c->csrf);
         html_raw(h, "\"><input type=\"hidden\" name=\"rewardId\" value=\"");
@@ -464,7 +466,7 @@ int web_dashboard(struct req *r)
     stat(&h, "Referrals", "total", (long long)st.total);
     stat(&h, "Pending", "pending", (long long)st.pending);
     stat(&h, "Converted", "converted", (long long)st.converted);
-    stat(&h, "Points", NULL, (long long)wl.points);
+    stat(&h, "Points", "points", (long long)wl.points);
     char money[MONEY_TEXT_MAX];
     money_format(wl.cash_cents, money);
     html_raw(&h, "<div class=\"stat\"><b id=\"balance\">");
@@ -476,7 +478,7 @@ int web_dashboard(struct req *r)
                  "</thead><tbody>");
     for (int l = 1; l <= app->cfg.commission_levels; l++) {
         money_format(et.by_level[l], money);
-        html_rawf(&h, "<tr><td>%d</td><td>", l);
+        html_rawf(&h, "<tr><td>%d</td><td data-earned=\"%d\">", l, l);
         html_text(&h, money);
         html_raw(&h, "</td></tr>");
     }
@@ -639,7 +641,7 @@ static void log_li(const struct automation_log *l, void *arg)
     html_text(h, l->service);
     html_raw(h, "</td><td>");
     html_text(h, l->status);
-    html_raw(h, "</td><td class=\"muted\">");
+    html_raw(h, "</td><td class=\"muted wrap\">");
     html_text(h, l->error[0] ? l->error : l->details);
     html_raw(h, "</td></tr>");
 }
@@ -665,7 +667,7 @@ static void hook_li(const struct webhook *w, void *arg)
 {
     struct hooks_ctx *c = arg;
     c->n++;
-    html_raw(c->h, "<div class=\"card\"><strong>");
+    html_raw(c->h, "<div class=\"card\"><strong class=\"wrap\">");
     html_text(c->h, w->url);
     html_raw(c->h, "</strong> <span class=\"muted\">");
     html_text(c->h, w->events);
@@ -712,10 +714,11 @@ int web_admin(struct req *r)
     stat(&h, "Expired codes", NULL, (long long)a.expired_codes);
     html_raw(&h, "</div><h2>Last 30 days</h2>");
     chart(&h, signups, conversions, DAYS, today - DAYS + 1);
-    html_raw(&h, "<h2>Recent automation</h2><table id=\"automation-logs\"><thead><tr><th>When</th>"
+    html_raw(&h, "<h2>Recent automation</h2><div class=\"scroll\"><table id=\"automation-logs\">"
+                 "<thead><tr><th>When</th>"
                  "<th>Job</th><th>Status</th><th>Details</th></tr></thead><tbody>");
     store_automation_logs(app->store, NULL, NULL, NULL, 10, log_li, &h);
-    html_raw(&h, "</tbody></table><h2>Webhooks</h2>");
+    html_raw(&h, "</tbody></table></div><h2>Webhooks</h2>");
     struct hooks_ctx hc = {.h = &h, .store = app->store};
     store_webhooks_list(app->store, hook_li, &hc);
     if (hc.n == 0)
