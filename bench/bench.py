@@ -9,8 +9,25 @@ One run:
   3. starts `build/tally serve` on that database and runs wrk against each scenario in SCENARIOS,
      checking afterwards, from the server's /metrics, which statuses it answered and that no
      request is left in flight;
-  4. prints one table (requests/s, p50, p99, errors) and the ratios the issues ask for;
-  5. stops the server with SIGTERM, checks that it exits 0, and removes the temporary directory.
+     The "purchase" scenario (issue 3) first creates a retailer (America/New_York), a product
+     and a promotion covering it there through the admin API, then posts purchases with unique
+     transaction ids for buyers who each have two levels of referrers; afterwards it compares
+     the purchases in the database with the 201s wrk saw and runs `tally verify` on the live
+     database;
+  4. WebSockets (issue 5), on a fresh server: opens BENCH_WS_SOCKETS idle sockets to /ws
+     (bench/wsload.py, raw asyncio; tokens minted with the bench's TALLY_JWT_SECRET), tries one
+     more (expects 503), pings them all, and reads the server's VmRSS before, while held and
+     after closing; then, while wrk sends purchases on 16 connections, watches the sockets of
+     50 referrers and times purchases the bench sends itself from the request to the
+     earning_update frame on the referrer's socket;
+  5. the payout jobs (issue 4) on a separate database of BENCH_JOB_USERS users and
+     BENCH_JOB_REFERRALS referrals (bench/jobsdb.py: power-law referrers, bulk-loaded):
+     `tally jobs run findQualifiedUsers` then `payQualifiedUsers`, each timed with its peak
+     RSS and bonus groups per second, the groups checked against what the data implies, then
+     `tally verify`. The pristine database is kept in BENCH_JOB_CACHE for the next run;
+  6. prints one table (requests/s, p50, p99, errors) with the ratios and targets the issues
+     ask for, then the purchase, WebSocket and jobs figures;
+  7. stops each server with SIGTERM, checks that it exits 0, and removes the temporary directory.
 
 The machine may be shared: each row says how many cores other processes kept busy meanwhile
 ("bg cpu"), so that a depressed figure can be told from a slow server.
@@ -19,11 +36,25 @@ Environment:
   BENCH_SECONDS      seconds per scenario (default 10)
   BENCH_USERS        users in the database (default 100000)
   BENCH_WRK_THREADS  wrk threads (default 2)
-  BENCH_ONLY         comma-separated scenario names to run (default: all)
+  BENCH_ONLY         comma-separated scenario names to run, plus "ws" and "jobs" for those
+                     parts (default: all)
+  BENCH_WS_SOCKETS   idle WebSockets to open (default 10000, the server's LIMIT_WS_SOCKETS;
+                     the bench raises its own soft file limit to fit)
+  BENCH_JOB_USERS    users who may refer, in the jobs database (default 1000000)
+  BENCH_JOB_REFERRALS referrals in the jobs database (default 5000000; 0 skips the jobs).
+                     referrals.referred_user_id is UNIQUE, so the database holds
+                     max(users, referrals + 1000) users. At the defaults the database takes
+                     about 4 minutes to build (4 GB; then it is cached) and the two jobs and
+                     tally verify 7 to 11 minutes on a busy 2-core machine; for a run of 3 to 4
+                     minutes in all use BENCH_JOB_USERS=100000 BENCH_JOB_REFERRALS=500000
+  BENCH_JOB_CACHE    directory keeping the pristine jobs database between runs, keyed by the
+                     schema, the sizes and the generator (default ~/.cache/tally-bench; 0: off)
   BENCH_JSON         also write the results to this file as JSON
   BENCH_KEEP         1: keep the temporary directory (database, server log, Lua scripts)
   TALLY_BIN          the server binary (default build/tally)
   TALLY_HTTP_THREADS, TALLY_HASH_THREADS ...  passed through to the server (defaults 2 and 2)
+  ENABLE_AUTOMATION_WORKER  default false here: the scheduler would run the bonus jobs in the
+                     middle of the scenarios (they are measured on their own, part 5)
 
 Adding a scenario: append a Scenario to SCENARIOS. A GET or a fixed request needs only a path,
 and `auth` if it needs a bearer token. A request that must differ every time (unique emails,
@@ -35,8 +66,10 @@ a `prepare` function that runs against the live server before the scenario.
 A scenario with `server_env` runs on a server restarted with those extra variables.
 
 Exit status: 0 when every scenario ran without a non-2xx response, socket error, unexpected
-status or request stuck in flight, and every server exited 0 within 5 s of SIGTERM; 1 otherwise
-(the table still prints, with the problems flagged by "!").
+status or request stuck in flight, every purchase check and `tally verify` passed, every idle
+socket opened and answered a ping, every timed purchase reached its socket, both jobs succeeded
+and paid exactly the expected groups, and every server exited 0 within 5 s of SIGTERM; 1
+otherwise (the table still prints, with the problems flagged by "!").
 """
 
 import json
@@ -50,6 +83,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -57,6 +91,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
+
+import jobsdb  # bench/jobsdb.py: the large database of the jobs measurement
+import wsload  # bench/wsload.py: raw asyncio WebSocket clients
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA_DIR = ROOT / "bench" / "lua"
@@ -68,6 +105,25 @@ WRK_THREADS = int(os.environ.get("BENCH_WRK_THREADS", "2"))
 HTTP_THREADS = os.environ.get("TALLY_HTTP_THREADS", "2")
 HASH_THREADS = os.environ.get("TALLY_HASH_THREADS", "2")
 HASH_SECONDS = 3  # each of the two bench-hash runs, before and after the scenarios
+WS_SOCKETS = int(os.environ.get("BENCH_WS_SOCKETS", "10000"))
+WS_SOCKETS_CAP = 10000  # LIMIT_WS_SOCKETS in src/core/limits.h
+WS_BUDGET_KIB = 32  # docs/OPERATIONS.md: "Budget about 32 KiB per socket"
+WS_WATCHERS = 50  # referrers' sockets watched during the commit-to-socket measurement
+WS_SAMPLE_RATE = 40.0  # purchases a second sent by the bench itself, one at a time
+WS_LOAD_CONNECTIONS = 16  # wrk's purchase load meanwhile
+JOB_USERS = int(os.environ.get("BENCH_JOB_USERS", "1000000"))
+JOB_REFERRALS = int(os.environ.get("BENCH_JOB_REFERRALS", "5000000"))
+JOB_CACHE = os.environ.get("BENCH_JOB_CACHE",
+                           str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                               / "tally-bench"))
+# Every server the bench starts signs tokens with this (bench-only) secret, so that the
+# WebSocket clients can mint their own (wsload.mint_jwt).
+JWT_SECRET = "tally-bench-jwt-secret-0123456789abcdef-not-for-production"
+N_BUYERS = 10000  # buyers of the purchase scenario (each with two levels of referrers)
+# Issue 3's targets for the purchase scenario on this 2-core machine.
+TARGET_PURCHASES_S = 25000
+TARGET_PURCHASE_RATIO = 0.40
+TARGET_PURCHASE_P99_MS = 10.0
 
 CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # src/domain/code.c: no 0 O 1 I l
 CODE_LENGTH = 8
@@ -134,6 +190,10 @@ class Server:
         env.setdefault("TALLY_HTTP_THREADS", HTTP_THREADS)
         env.setdefault("TALLY_HASH_THREADS", HASH_THREADS)
         env["TALLY_LOG_REQUESTS"] = "false"
+        env["TALLY_JWT_SECRET"] = JWT_SECRET
+        # The in-process scheduler would run the bonus jobs every minute in the middle of the
+        # scenarios; the jobs are measured on their own (see jobs_phase).
+        env.setdefault("ENABLE_AUTOMATION_WORKER", "false")
         env.update(self.extra_env)
         self.log = open(self.logfile, "ab")
         self.log.write(f"==== serve port {self.port} env {self.extra_env}\n".encode())
@@ -266,10 +326,12 @@ def populate(db: Path, password_hash: str, n_users: int, rng: random.Random) -> 
             seen.add(c)
             codes.append(c)
     users, code_rows, referrals = [], [], []
+    referrer_of = []  # index of each user's referrer, or None
     converted = 0
     for i in range(n_users):
         t = start + i * step
         referrer = rng.randrange(i) if i >= ROOT_USERS else None
+        referrer_of.append(referrer)
         users.append((ids[i], f"Bench User {i}", f"user{i}@bench.example", password_hash,
                       ids[referrer] if referrer is not None else None, t))
         code_rows.append((code_ids[i], ids[i], codes[i], t, now + 365 * DAY_MS))
@@ -296,7 +358,8 @@ def populate(db: Path, password_hash: str, n_users: int, rng: random.Random) -> 
         con.close()
     week = sum(1 for r in referrals if r[5] >= now - 7 * DAY_MS)
     return {"users": n_users, "referrals": len(referrals), "converted": converted,
-            "referrals_last_week": week, "user_ids": ids, "codes": codes}
+            "referrals_last_week": week, "user_ids": ids, "codes": codes,
+            "referrer_of": referrer_of}
 
 
 # ---------------------------------------------------------------- background load
@@ -432,6 +495,7 @@ class Ctx:
     pop: dict  # populate()'s result: user_ids, codes, counts
     nonce: str  # unique to this run
     server: Optional[Server] = None
+    data: dict = field(default_factory=dict)  # what prepare functions made (catalogue ids...)
 
 
 @dataclass
@@ -451,10 +515,139 @@ class Scenario:
     prepare: Optional[Callable[[Ctx], None]] = None  # runs against the live server first
     warmup: bool = True  # a GET is sent once before wrk (fills caches; writes are never sent)
     note: str = ""
+    # runs after wrk and the server's count; may add to the result and set res["failed"]
+    after: Optional[Callable[[Ctx, dict], None]] = None
 
+
+# ---------------------------------------------------------------- purchases (issue 3)
+
+
+def pick_buyers(pop: dict) -> None:
+    """Buyers whose referrer also has a referrer (so a purchase pays two levels), in two
+    disjoint sets: N_BUYERS for wrk, and the buyers of WS_WATCHERS other referrers for the
+    commit-to-socket measurement (each a buyer whose level-1 referrer's socket is watched)."""
+    ref = pop["referrer_of"]
+    ids = pop["user_ids"]
+    eligible = [i for i, r in enumerate(ref) if r is not None and ref[r] is not None]
+    if len(eligible) < 2 * WS_WATCHERS:
+        raise BenchError(f"only {len(eligible)} users have two levels of referrers")
+    rng = random.Random(3)
+    rng.shuffle(eligible)
+    watched, ws_buyers, rest = set(), [], []
+    for i in eligible:
+        if len(watched) < WS_WATCHERS and ref[i] not in watched:
+            watched.add(ref[i])
+            ws_buyers.append(i)
+        else:
+            rest.append(i)
+    # the watched referrers' other buyers stay out of wrk's list (their frames are the samples')
+    buyers = [i for i in rest if ref[i] not in watched][:N_BUYERS]
+    pop["buyers"] = [ids[i] for i in buyers]
+    pop["ws_buyers"] = [ids[i] for i in ws_buyers]
+    pop["ws_referrers"] = [ids[ref[i]] for i in ws_buyers]
+
+
+def ensure_catalogue(ctx: Ctx) -> None:
+    """A retailer, a product and a promotion covering it there, through the admin API; then one
+    purchase to check that it pays two levels of commission and awards points."""
+    if "retailer" in ctx.data:
+        return
+    base, key = ctx.server.base, ctx.api_key
+
+    def create(resource: str, body: dict) -> dict:
+        status, out = http(base, "POST", f"/api/admin/{resource}", body, token=key)
+        if status != 201 or not isinstance(out, dict):
+            raise BenchError(f"POST /api/admin/{resource} answered {status}: {out}")
+        return out
+
+    retailer = create("retailers", {"name": f"Bench Store {ctx.nonce}", "region": "us-east",
+                                    "timezone": "America/New_York"})
+    product = create("products", {"name": f"Bench Product {ctx.nonce}", "price": "19.99"})
+    promo = create("promotions", {"productId": product["id"], "retailerId": retailer["id"],
+                                  "startDate": "2020-01-01", "endDate": "2099-12-31",
+                                  "awardRate": "2"})
+    ctx.data.update(retailer=retailer["id"], product=product["id"], promotion=promo["id"])
+    buyer = ctx.pop["buyers"][0]
+    status, out = http(base, "POST", "/api/purchase",
+                       {"transactionId": f"check-{ctx.nonce}", "userId": buyer,
+                        "amount": "12.34", "retailerId": retailer["id"],
+                        "productId": product["id"]}, token=key)
+    if (status != 201 or not isinstance(out, dict) or len(out.get("commissions", [])) != 2
+            or not out.get("pointsAwarded")):
+        raise BenchError(f"the check purchase did not pay two levels and points: {status} {out}")
+
+
+def purchase_params(tag: str) -> Callable[[Ctx], dict]:
+    """Lua parameters; transaction ids are "<run nonce><tag>-<wrk thread>-<n>"."""
+    return lambda ctx: {"buyers": ctx.pop["buyers"], "retailer": ctx.data["retailer"],
+                        "product": ctx.data["product"], "nonce": ctx.nonce + tag}
+
+
+def count_purchases(db: Path, prefix: str) -> int:
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return con.execute("SELECT COUNT(*) FROM purchases WHERE transaction_id >= ? AND"
+                           " transaction_id < ?", (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))
+                           ).fetchone()[0]
+    finally:
+        con.close()
+
+
+def run_verify(db: Path) -> dict:
+    """tally verify --db: passed or not, how long, and the lines of any failed check."""
+    t0 = time.monotonic()
+    p = subprocess.run([str(TALLY), "verify", "--db", str(db)], capture_output=True, text=True,
+                       timeout=3600)
+    lines = p.stdout.splitlines()
+    return {"ok": p.returncode == 0, "rc": p.returncode, "seconds": time.monotonic() - t0,
+            "checks": sum(1 for l in lines if l.startswith("ok")),
+            "failed": [l for l in lines if l and not l.startswith(("ok", "verify:"))][:10]
+            + ([p.stderr.strip()] if p.returncode and p.stderr.strip() else [])}
+
+
+def after_purchase(tag: str) -> Callable[[Ctx, dict], None]:
+    return lambda ctx, res: check_purchases(ctx, res, ctx.nonce + tag + "-")
+
+
+def check_purchases(ctx: Ctx, res: dict, prefix: str) -> None:
+    """Purchases in the database against the 201s wrk saw and the server counted; then
+    tally verify on the live database."""
+    in_db = count_purchases(ctx.db, prefix)
+    seen = res["requests"] - res["non2xx"]  # wrk: responses less non-2xx/3xx = the 201s
+    # the server's count of 201s on the route, less those of the bench's own purchases
+    counted = res["server_statuses"].get("201", 0) - (res.get("alongside") or {}).get("created", 0)
+    res["purchases_in_db"], res["wrk_201"], res["server_201"] = in_db, seen, counted
+    problems = []
+    # When its time is up wrk stops reading (201s the server sent but wrk never read) and
+    # abandons the requests in flight ("aborted" by the server's count): those may have been
+    # committed without an answer. So: wrk's 201s <= the server's 201s <= purchases in the
+    # database <= the server's 201s + the aborted requests.
+    if not (seen <= counted <= in_db <= counted + res["aborted"]):
+        problems.append(f"{in_db} purchases in the database, but the server answered {counted} "
+                        f"201s (+{res['aborted']} requests abandoned by wrk) and wrk read "
+                        f"{seen} 201s")
+    v = run_verify(ctx.db)
+    res["verify"] = v
+    if not v["ok"]:
+        problems.append("tally verify FAILED: " + "; ".join(v["failed"]))
+    if problems:
+        res["failed"] = problems
+        for p in problems:
+            log(f"{res['name']}: {p}")
+
+
+def prepare_purchase(ctx: Ctx) -> None:
+    ensure_catalogue(ctx)
+
+
+PURCHASE_NOTE = ("unique transaction ids; buyers with two levels of referrers; a promotion "
+                 "covers the product (2 commissions + points)")
 
 SCENARIOS = [
     Scenario("healthz", "/healthz", note="no-op: the HTTP layer alone"),
+    Scenario("purchase", "/api/purchase", method="POST", auth="key", lua="purchase.lua",
+             expect=(201,), prepare=prepare_purchase, params=purchase_params("p"),
+             after=after_purchase("p"), note=PURCHASE_NOTE + "; then the DB count and tally verify"),
     Scenario("leaderboard all", "/api/referral/leaderboard?period=all&limit=10", auth="user",
              note="cached (TALLY_LEADERBOARD_CACHE_SECONDS, 30 s)"),
     Scenario("leaderboard week", "/api/referral/leaderboard?period=week&limit=10", auth="user",
@@ -468,7 +661,9 @@ SCENARIOS = [
 ]
 
 
-def run_scenario(sc: Scenario, ctx: Ctx, seconds: int) -> dict:
+def run_scenario(sc: Scenario, ctx: Ctx, seconds: int, alongside=None) -> dict:
+    """wrk against sc; with `alongside`, wrk runs in a thread that alongside(start) starts when
+    it is ready, and what alongside returns is kept as res["alongside"]."""
     server = ctx.server
     if sc.prepare:
         sc.prepare(ctx)
@@ -490,7 +685,30 @@ def run_scenario(sc: Scenario, ctx: Ctx, seconds: int) -> dict:
             raise BenchError(f"{sc.name}: warm-up request answered {status}: {body}")
     before, _ = server.metrics()
     cpu = CpuWindow([server.proc.pid])
-    res, raw = run_wrk(server.base + sc.path, script, sc.connections, seconds, WRK_THREADS)
+    if alongside is None:
+        res, raw = run_wrk(server.base + sc.path, script, sc.connections, seconds, WRK_THREADS)
+        side = None
+    else:
+        box = {}
+
+        def wrk_thread():
+            try:
+                box["out"] = run_wrk(server.base + sc.path, script, sc.connections, seconds,
+                                     WRK_THREADS)
+            except BaseException as e:  # noqa: BLE001 - re-raised below, in this thread
+                box["error"] = e
+
+        th = threading.Thread(target=wrk_thread, daemon=True)
+        try:
+            side = alongside(th.start)
+        finally:
+            if th.ident is not None:
+                th.join()
+        if "error" in box:
+            raise box["error"]
+        if "out" not in box:
+            raise BenchError(f"{sc.name}: wrk never started")
+        res, raw = box["out"]
     res["other_cores"], res["steal_cores"] = cpu.other_cores()
     alive = server.alive()
     after, stuck = server.settle() if alive else ({}, 0)
@@ -506,7 +724,7 @@ def run_scenario(sc: Scenario, ctx: Ctx, seconds: int) -> dict:
     res.update(name=sc.name, connections=sc.connections, duration_s=seconds,
                server_statuses=statuses, unexpected_statuses=unexpected,
                errors=res["non2xx"] + sock, server_alive=alive, note=sc.note, stuck=stuck,
-               aborted=aborted)
+               aborted=aborted, alongside=side)
     if not alive:
         res["errors"] += 1
         log(f"{sc.name}: the server DIED during the run (exit {server.proc.returncode}); "
@@ -517,7 +735,251 @@ def run_scenario(sc: Scenario, ctx: Ctx, seconds: int) -> dict:
     if res["errors"] or unexpected or stuck:
         log(f"{sc.name}: {res['non2xx']} non-2xx/3xx, socket errors {res['socket_errors']}, "
             f"server statuses {statuses}; wrk said:\n{raw.rstrip()}")
+    if sc.after and alive:
+        sc.after(ctx, res)
     return res
+
+
+# ---------------------------------------------------------------- WebSockets (issue 5)
+
+# The purchase load that runs while the bench times purchases to their earning_update frames.
+WS_LOAD = Scenario(f"purchase +{WS_WATCHERS} ws", "/api/purchase", method="POST", auth="key",
+                   lua="purchase.lua", connections=WS_LOAD_CONNECTIONS, expect=(201,),
+                   prepare=prepare_purchase, params=purchase_params("w"),
+                   after=after_purchase("w"),
+                   note=f"purchase load while {WS_WATCHERS} referrers' sockets are watched "
+                        f"and the bench sends {WS_SAMPLE_RATE:.0f} purchases/s of its own")
+
+
+def raise_fd_limit(want: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE toward want (within the hard limit); the
+    sockets it can hold, leaving a margin for everything else."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    return (soft if soft != resource.RLIM_INFINITY else want) - 200
+
+
+def ws_idle(ctx: Ctx) -> dict:
+    """WS_SOCKETS idle sockets on ctx.server (a fresh one): RSS before, held, after closing."""
+    server = ctx.server
+    room = raise_fd_limit(WS_SOCKETS + 1000)
+    n = min(WS_SOCKETS, room)
+    if n < WS_SOCKETS:
+        log(f"ws: this process may open only {room + 200} files: {n} sockets, not {WS_SOCKETS}")
+    users = ctx.pop["user_ids"]
+    tokens = [wsload.mint_jwt(JWT_SECRET, users[i % len(users)]) for i in range(n)]
+
+    def probe():
+        try:
+            return http(server.base, "GET", "/healthz", timeout=10)[0]
+        except OSError as e:
+            return f"error ({e})"
+
+    time.sleep(1.0)  # let the fresh server settle before the "before" reading
+    cpu = CpuWindow([server.proc.pid])
+    log(f"ws idle: opening {n} WebSockets to /ws (200 handshakes at a time)")
+    out = wsload.idle_sockets("127.0.0.1", server.port, tokens, server.proc.pid, probe)
+    out["other_cores"], out["steal_cores"] = cpu.other_cores()
+    out["alive"] = server.alive()
+    problems = []
+    if out["opened"] < n:
+        problems.append(f"only {out['opened']} of {n} sockets opened: {out['failures']}")
+    if out["answered_ping"] < out["opened"]:
+        problems.append(f"only {out['answered_ping']} of {out['opened']} sockets answered a ping")
+    if out["healthz_while_held"] != 200:
+        problems.append(f"/healthz while the sockets were held: {out['healthz_while_held']}")
+    if not out["alive"]:
+        problems.append("THE SERVER DIED")
+    out["failed"] = problems
+    for p in problems:
+        log(f"ws idle: {p}")
+    return out
+
+
+def ws_latency(ctx: Ctx, seconds: int) -> Callable:
+    """The alongside function of WS_LOAD: open the watched sockets, start wrk, sample."""
+    def run(start_wrk):
+        watchers = [(u, wsload.mint_jwt(JWT_SECRET, u)) for u in ctx.pop["ws_referrers"]]
+        out = wsload.commit_latency("127.0.0.1", ctx.server.port, ctx.api_key, watchers,
+                                    ctx.pop["ws_buyers"], ctx.data["retailer"],
+                                    ctx.data["product"], seconds=max(1, seconds - 2),
+                                    rate=WS_SAMPLE_RATE, nonce=ctx.nonce, started=start_wrk)
+        problems = []
+        if out["missing"]:
+            problems.append(f"{out['missing']} of {out['sent']} purchases never reached their "
+                            f"referrer's socket within 5 s")
+        if out["bad_status"]:
+            problems.append(f"the bench's own purchases were answered {out['bad_status']}")
+        out["failed"] = problems
+        for p in problems:
+            log(f"ws latency: {p}")
+        return out
+    return run
+
+
+# ---------------------------------------------------------------- jobs (issue 4)
+
+
+def schema_key(tmp: Path) -> str:
+    """A digest of the schema `tally migrate` makes: a cached database is used only when
+    it was built on the same schema, with the same sizes and generator."""
+    import hashlib
+    probe = tmp / "schema-probe.db"
+    p = subprocess.run([str(TALLY), "migrate", "--db", str(probe)], capture_output=True,
+                       text=True, timeout=60)
+    if p.returncode != 0:
+        raise BenchError(f"tally migrate failed ({p.returncode}): {p.stdout}{p.stderr}")
+    con = sqlite3.connect(probe)
+    try:
+        schema = "\n".join(r[0] for r in con.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name"))
+    finally:
+        con.close()
+    for f in tmp.glob("schema-probe.db*"):
+        f.unlink()
+    h = hashlib.sha256(f"{schema}|{jobsdb.VERSION}|{JOB_USERS}|{JOB_REFERRALS}".encode())
+    return h.hexdigest()[:16]
+
+
+def job_database(tmp: Path, password_hash: str) -> tuple:
+    """The jobs' database in tmp, built (jobsdb.build) or copied from the cache of an earlier
+    run's pristine build; (path, facts)."""
+    db = tmp / "jobs.db"
+    cache = None
+    if JOB_CACHE not in ("", "0"):
+        cache = Path(JOB_CACHE) / f"jobs-{JOB_USERS}-{JOB_REFERRALS}-{schema_key(tmp)}.db"
+    meta_path = cache.with_suffix(".json") if cache else None
+    if cache and cache.exists() and meta_path.exists():
+        t0 = time.monotonic()
+        shutil.copyfile(cache, db)
+        facts = json.loads(meta_path.read_text())
+        facts.update(cache="hit", cache_path=str(cache), copy_s=time.monotonic() - t0)
+        log(f"jobs: database copied from the cache {cache} in {facts['copy_s']:.1f} s "
+            f"(it was built in {facts['seconds']['total']:.0f} s on {facts['built_at']})")
+        return db, facts
+    log(f"jobs: building a database of {max(JOB_USERS, JOB_REFERRALS + jobsdb.ROOTS)} users "
+        f"and {JOB_REFERRALS} referrals (bench/jobsdb.py)")
+    facts = jobsdb.build(db, TALLY, JOB_USERS, JOB_REFERRALS, password_hash)
+    facts["built_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    facts["cache"] = "off"
+    log(f"jobs: built in {facts['seconds']['total']:.0f} s ({facts['seconds']}), "
+        f"{facts['bytes'] / 1e9:.2f} GB")
+    if cache:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            for old in cache.parent.glob("jobs-*"):  # keep one database: they are large
+                old.unlink()
+            t0 = time.monotonic()
+            part = cache.with_suffix(".part")
+            shutil.copyfile(db, part)
+            part.rename(cache)
+            meta_path.write_text(json.dumps(facts))
+            facts.update(cache="stored", cache_path=str(cache), copy_s=time.monotonic() - t0)
+            log(f"jobs: kept a pristine copy in {cache} for the next run "
+                f"({facts['copy_s']:.1f} s; BENCH_JOB_CACHE=0 turns this off)")
+        except OSError as e:
+            log(f"jobs: could not keep a copy in {cache}: {e}")
+    return db, facts
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_job(name: str, db: Path, logfile: Path) -> dict:
+    """`tally jobs run NAME`: wall time, CPU, peak RSS, and what the run logged in
+    automation_logs. The peak is GNU time's %M (the job's own ru_maxrss: time forks it, so it
+    is not inflated by this Python process as a fork of it would be), or, without
+    /usr/bin/time, the last VmHWM read from /proc while the job ran."""
+    timer = Path("/usr/bin/time")
+    tfile = logfile.with_suffix(".time")
+    cmd = [str(TALLY), "jobs", "run", name, "--db", str(db)]
+    if timer.exists():
+        cmd = [str(timer), "-f", "%M", "-o", str(tfile)] + cmd
+    cpu = CpuWindow()
+    c0 = os.times()
+    t0 = time.monotonic()
+    hwm = 0
+    with open(logfile, "ab") as lf:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT)
+        while True:
+            if not timer.exists():
+                hwm = max(hwm, _vm_hwm_kb(p.pid))
+            try:
+                p.wait(timeout=0.1)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+    wall = time.monotonic() - t0
+    c1 = os.times()
+    other, steal = cpu.other_cores()
+    if timer.exists():
+        try:
+            hwm = int(tfile.read_text().split()[-1])
+        except (OSError, ValueError, IndexError):
+            hwm = 0
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        row = con.execute("SELECT status, details, error_message FROM automation_logs WHERE"
+                          " service = ? ORDER BY created_at DESC LIMIT 1", (name,)).fetchone()
+        groups = dict(con.execute("SELECT status, COUNT(*) FROM bonus_groups GROUP BY status"))
+    finally:
+        con.close()
+    details = json.loads(row[1]) if row and row[1] else {}
+    return {"name": name, "rc": p.returncode, "seconds": wall, "peak_rss_kb": hwm,
+            "cpu_s": (c1.children_user - c0.children_user)
+            + (c1.children_system - c0.children_system),
+            "other_cores": other, "steal_cores": steal,
+            "status": row[0] if row else None, "error": row[2] if row else None,
+            "details": details, "groups_by_status": groups}
+
+
+def jobs_phase(tmp: Path, password_hash: str) -> dict:
+    db, facts = job_database(tmp, password_hash)
+    out = {"data": facts, "jobs": [], "failed": []}
+    for name, key in (("findQualifiedUsers", "groupsCreated"),
+                      ("payQualifiedUsers", "groupsPaid")):
+        log(f"jobs: tally jobs run {name} --db {db.name}")
+        j = run_job(name, db, tmp / "jobs.log")
+        j["groups"] = j["details"].get(key, 0)
+        dur = j["details"].get("durationMs")
+        j["groups_per_s"] = j["groups"] / (dur / 1000) if dur else None
+        out["jobs"].append(j)
+        log(f"jobs: {name}: exit {j['rc']}, {j['seconds']:.1f} s, {j['groups']} groups, "
+            f"peak RSS {j['peak_rss_kb'] / 1024:.0f} MB; details {j['details']}")
+        if j["rc"] != 0 or j["status"] != "success":
+            out["failed"].append(f"{name} exited {j['rc']} ({j['status']}: {j['error']})")
+    # With the default rules (groups of 5, every sign-up counts) the groups are known in advance.
+    default_rules = not any(os.environ.get(v) for v in
+                            ("REFERRAL_BONUS_THRESHOLD", "TALLY_BONUS_COUNTS"))
+    if default_rules and len(out["jobs"]) == 2:
+        want = facts["expected_groups5"]
+        made, paid = out["jobs"][0]["groups"], out["jobs"][1]["groups"]
+        final = out["jobs"][1]["groups_by_status"]
+        out["expected_groups"] = want
+        if not (made == paid == want == final.get("paid", 0) and not final.get("processing")):
+            out["failed"].append(f"groups: expected {want}, created {made}, paid {paid}, "
+                                 f"table now {final}")
+    log(f"jobs: tally verify --db {db.name}")
+    out["verify"] = run_verify(db)
+    if not out["verify"]["ok"]:
+        out["failed"].append("tally verify FAILED: " + "; ".join(out["verify"]["failed"]))
+    for p in out["failed"]:
+        log(f"jobs: {p}")
+    for f in tmp.glob("jobs.db*"):
+        f.unlink()
+    return out
 
 
 # ---------------------------------------------------------------- the run
@@ -572,6 +1034,8 @@ def prepare_database(tmp: Path, rng: random.Random) -> tuple:
         f"migrate+owner {t1 - t0:.1f} s, bulk load {t2 - t1:.1f} s, "
         f"{db.stat().st_size / 1e6:.0f} MB")
     pop["load_s"] = t2 - t1
+    pop["password_hash"] = password_hash
+    pick_buyers(pop)
     return db, token, api_key, pop
 
 
@@ -595,18 +1059,28 @@ def fmt_ms(v) -> str:
 
 
 def flagged(r: dict) -> bool:
-    return bool(r["errors"] or r["unexpected_statuses"] or r["stuck"])
+    return bool(r["errors"] or r["unexpected_statuses"] or r["stuck"] or r.get("failed")
+                or (r.get("alongside") or {}).get("failed"))
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def fmt_mb(kb) -> str:
+    return f"{kb / 1024:.1f} MiB"
 
 
 def print_report(facts: dict, pop: dict, hashes: list, results: list, run: dict,
-                 stops: list) -> None:
+                 stops: list, ws: Optional[dict] = None, jobs: Optional[dict] = None) -> None:
     hash_rate = sum(h["rate"] for h in hashes) / len(hashes)
     print()
     print(f"machine: {facts['nproc']} cores ({facts['cpu']}), Linux {facts['kernel']}; "
           f"wrk on the same machine as the server")
     shown = TALLY.relative_to(ROOT) if TALLY.is_relative_to(ROOT) else TALLY
     print(f"server:  {shown}, TALLY_HTTP_THREADS={facts['http_threads']}, "
-          f"TALLY_HASH_THREADS={facts['hash_threads']}, SQLite, TALLY_LOG_REQUESTS=false")
+          f"TALLY_HASH_THREADS={facts['hash_threads']}, SQLite, TALLY_LOG_REQUESTS=false, "
+          f"ENABLE_AUTOMATION_WORKER={os.environ.get('ENABLE_AUTOMATION_WORKER', 'false')}")
     print(f"load:    {facts['wrk']}, -t{facts['wrk_threads']}, keep-alive, --latency; "
           f"connections (-c) and seconds (-d) per row")
     print(f"data:    {pop['users']} users, {pop['referrals']} referrals "
@@ -624,6 +1098,14 @@ def print_report(facts: dict, pop: dict, hashes: list, results: list, run: dict,
         print(f"{r['name']:<24} {r['connections']:>5} {r['duration_s']:>4} {r['rps']:>11.1f} "
               f"{fmt_ms(r.get('p50_ms')):>8} {fmt_ms(r.get('p99_ms')):>8} {r['errors']:>7} "
               f"{r['other_cores']:>7.2f}{flag}")
+        a = r.get("alongside")
+        if a:  # the bench's own purchases, each timed to its earning_update frame
+            secs = max(1, r["duration_s"] - 2)
+            bad = a["missing"] + sum(a["bad_status"].values())
+            print(f"{'  commit -> ws frame':<24} {a['sockets']:>5} {secs:>4} "
+                  f"{a['received'] / secs:>11.1f} {fmt_ms(a['p50_ms']):>8} "
+                  f"{fmt_ms(a['p99_ms']):>8} {bad:>7} {r['other_cores']:>7.2f}"
+                  f"{'  !' if a['failed'] else ''}   purchase sent -> earning_update received")
     print("-" * len(hdr))
     for h in hashes:
         print(f"{'raw Argon2id ' + h['when']:<24} {'':>5} {h['seconds']:>4} {h['rate']:>11.1f} "
@@ -640,7 +1122,17 @@ def print_report(facts: dict, pop: dict, hashes: list, results: list, run: dict,
         print(f"  {'signup / raw hash rate':<38} {by['signup']['rps'] / hash_rate:8.3g}"
               f"   ({by['signup']['rps']:.1f} sign-ups/s vs {hash_rate:.1f} hashes/s, "
               f"the mean of {len(hashes)})")
+    pr = by.get("purchase")
+    if pr and base and base["rps"]:
+        print(f"  {'purchase / healthz':<38} {pr['rps'] / base['rps']:8.3g}"
+              f"   ({pr['rps']:.1f} purchases/s vs {base['rps']:.1f} healthz/s, one server)")
     print()
+    if pr:
+        print_purchases(pr, base)
+    if ws:
+        print_ws(ws, by.get(WS_LOAD.name))
+    if jobs:
+        print_jobs(jobs)
     print("errors = non-2xx/3xx responses + socket errors (wrk); bg cpu = cores other processes "
           "kept busy meanwhile (figures in rows with bg cpu well above 0 are depressed)")
     for r in results:
@@ -653,12 +1145,123 @@ def print_report(facts: dict, pop: dict, hashes: list, results: list, run: dict,
                   + (f", {r['stuck']} request(s) stuck in flight after the run" if r["stuck"]
                      else "")
                   + ("" if r["server_alive"] else ", THE SERVER DIED"))
+            for f in r.get("failed") or []:
+                print(f"  ! {r['name']}: {f}")
+            for f in (r.get("alongside") or {}).get("failed") or []:
+                print(f"  ! {r['name']}: {f}")
+    for f in ((ws or {}).get("idle") or {}).get("failed") or []:
+        print(f"  ! ws idle: {f}")
     for st in stops:
         if st["error"]:
             print(f"  ! stopping the server {st['when']}: {st['error']}")
         elif st["seconds"] > 5:
             print(f"  ! the server took {st['seconds']:.1f} s to exit after SIGTERM "
                   f"({st['when']})")
+
+
+def print_purchases(pr: dict, base: Optional[dict]) -> None:
+    print("purchases (issue 3): POST /api/purchase, 64 keep-alive connections, one server, "
+          "this run")
+    rps = pr["rps"]
+    print(f"  {'purchases/s':<30} {rps:>10.1f}   target >= {TARGET_PURCHASES_S}: "
+          f"{met(rps >= TARGET_PURCHASES_S)} ({rps / TARGET_PURCHASES_S:.0%} of it)")
+    if base and base["rps"]:
+        ratio = rps / base["rps"]
+        print(f"  {'purchases/s / healthz/s':<30} {ratio:>10.3f}   target >= "
+              f"{TARGET_PURCHASE_RATIO:.2f}: {met(ratio >= TARGET_PURCHASE_RATIO)} "
+              f"(healthz {base['rps']:.1f}/s, same server, this run)")
+    p99 = pr.get("p99_ms")
+    print(f"  {'p50 / p99':<30} {fmt_ms(pr.get('p50_ms')):>5} / {fmt_ms(p99)} ms   target p99 < "
+          f"{TARGET_PURCHASE_P99_MS:.0f} ms: {met(p99 is not None and p99 < TARGET_PURCHASE_P99_MS)}")
+    if "purchases_in_db" in pr:
+        print(f"  {'purchases in the database':<30} {pr['purchases_in_db']:>10}   = "
+              f"{pr['server_201']} answered 201 (wrk read {pr['wrk_201']} of them before it "
+              f"stopped) + {pr['purchases_in_db'] - pr['server_201']} committed of the "
+              f"{pr['aborted']} requests wrk abandoned at its end")
+    v = pr.get("verify")
+    if v:
+        print(f"  {'tally verify (live database)':<30} {'passed' if v['ok'] else 'FAILED':>10}   "
+              f"{v['checks']} checks in {v['seconds']:.1f} s"
+              + ("" if v["ok"] else ": " + "; ".join(v["failed"])))
+    print()
+
+
+def print_ws(ws: dict, load: Optional[dict]) -> None:
+    print("websockets (issue 5)")
+    i = ws.get("idle")
+    if i:
+        print(f"  {'idle sockets held':<30} {i['opened']:>10}   of {i['wanted']} wanted "
+              f"(LIMIT_WS_SOCKETS {WS_SOCKETS_CAP}); opened in {i['open_s']:.1f} s "
+              f"({i['opened'] / max(i['open_s'], 1e-6):.0f}/s)"
+              + (f"; refused: {i['failures']}" if i["failures"] else ""))
+        print(f"  {'answered a ping':<30} {i['answered_ping']:>10}   all pinged at once, "
+              f"answered within {i['ping_s']:.1f} s")
+        per = i["per_socket_bytes"]
+        print(f"  {'server RSS, idle sockets':<30} {fmt_mb(i['rss_held_kb']):>10}   before "
+              f"{fmt_mb(i['rss_before_kb'])}; after the pings {fmt_mb(i['rss_pinged_kb'])}; "
+              f"2 s after closing them {fmt_mb(i['rss_closed_kb'])}")
+        if per is not None:
+            print(f"  {'RSS per idle socket':<30} {per / 1024:>6.1f} KiB   documented budget "
+                  f"{WS_BUDGET_KIB} KiB (docs/OPERATIONS.md): {met(per / 1024 <= WS_BUDGET_KIB)}")
+        print(f"  {'one socket over the cap':<30} {i['over_cap']:>10}   (503 = refused cleanly "
+              f"before the upgrade)")
+        print(f"  {'GET /healthz while held':<30} {str(i['healthz_while_held']):>10}   bg cpu "
+              f"{i['other_cores']:.2f}")
+    a = (load or {}).get("alongside")
+    if a:
+        print(f"  {'commit -> socket, p50 / p99':<30} {fmt_ms(a['p50_ms']):>5} / "
+              f"{fmt_ms(a['p99_ms'])} ms   max {fmt_ms(a['max_ms'])} ms; {a['received']} of "
+              f"{a['sent']} purchases sent by the bench ({WS_SAMPLE_RATE:.0f}/s, one at a time) "
+              f"timed from the request to the earning_update frame on the referrer's socket")
+        print(f"  {'  from the 201 to the frame':<30} {fmt_ms(a['after_response_p50_ms']):>5} / "
+              f"{fmt_ms(a['after_response_p99_ms'])} ms   (the commit precedes the 201; "
+              f"the request itself took p50 {fmt_ms(a['http_p50_ms'])} / p99 "
+              f"{fmt_ms(a['http_p99_ms'])} ms)")
+        print(f"  {'  purchase load meanwhile':<30} {load['rps']:>10.1f}   purchases/s from wrk "
+              f"-c{load['connections']} (p99 {fmt_ms(load.get('p99_ms'))} ms), "
+              f"{WS_WATCHERS} sockets open; frames received: {a['frames']}")
+        if "purchases_in_db" in load:
+            v = load.get("verify") or {}
+            print(f"  {'  database check':<30} {load['purchases_in_db']:>10}   wrk's purchases "
+                  f"in the database, {load['server_201']} answered 201 (wrk read "
+                  f"{load['wrk_201']}); tally verify "
+                  f"{'passed' if v.get('ok') else 'FAILED'} in {v.get('seconds', 0):.1f} s")
+    print()
+
+
+def print_jobs(jobs: dict) -> None:
+    d = jobs["data"]
+    print("jobs (issue 4): tally jobs run NAME --db, on its own (no server)")
+    built = (f"built in {d['seconds']['total']:.0f} s "
+             f"(rows {d['seconds']['users'] + d['seconds']['referrals']:.0f} s, "
+             f"indexes {d['seconds']['indexes']:.0f} s) on {d['built_at']}")
+    if d.get("cache") == "hit":
+        built += f", copied from the cache in {d['copy_s']:.1f} s"
+    elif d.get("cache") == "stored":
+        built += f", then cached ({d['copy_s']:.1f} s)"
+    print(f"  data: {d['users']} users, {d['referrals']} referrals from {d['referrers']} "
+          f"referrers among the first {d['referrer_pool']} users (most {d['max_referrals']}, "
+          f"{d['referrers_100plus']} with >= 100, median {d['median_referrals']}); "
+          f"{d['bytes'] / 1e9:.2f} GB; {built}")
+    hdr = (f"  {'job':<20} {'seconds':>8} {'groups':>9} {'groups/s':>9} {'peak RSS':>9} "
+           f"{'cpu s':>7} {'bg cpu':>7}")
+    print(hdr)
+    for j in jobs["jobs"]:
+        gps = f"{j['groups_per_s']:.0f}" if j["groups_per_s"] else "-"
+        print(f"  {j['name']:<20} {j['seconds']:>8.1f} {j['groups']:>9} {gps:>9} "
+              f"{fmt_mb(j['peak_rss_kb']):>9} {j['cpu_s']:>7.1f} {j['other_cores']:>7.2f}"
+              f"{'' if j['rc'] == 0 else '  ! exit ' + str(j['rc'])}")
+    if "expected_groups" in jobs:
+        last = jobs["jobs"][-1]["groups_by_status"]
+        print(f"  groups: {jobs['expected_groups']} expected (full groups of 5 per referrer), "
+              f"bonus_groups now {last}")
+    v = jobs.get("verify")
+    if v:
+        print(f"  tally verify: {'passed' if v['ok'] else 'FAILED'}, {v['checks']} checks in "
+              f"{v['seconds']:.1f} s" + ("" if v["ok"] else ": " + "; ".join(v["failed"])))
+    for f in jobs["failed"]:
+        print(f"  ! {f}")
+    print()
 
 
 def main() -> int:
@@ -670,11 +1273,14 @@ def main() -> int:
         log("wrk not found (apt-get install wrk)")
         return 2
     only = {s.strip() for s in os.environ.get("BENCH_ONLY", "").split(",") if s.strip()}
-    unknown = only - {s.name for s in SCENARIOS}
+    known = [s.name for s in SCENARIOS] + ["ws", "jobs"]
+    unknown = only - set(known)
     if unknown:
-        log(f"unknown scenario(s) {sorted(unknown)}; known: {[s.name for s in SCENARIOS]}")
+        log(f"unknown scenario(s) {sorted(unknown)}; known: {known}")
         return 2
     scenarios = [s for s in SCENARIOS if not only or s.name in only]
+    do_ws = not only or "ws" in only
+    do_jobs = (not only or "jobs" in only) and JOB_REFERRALS > 0
     rng = random.Random(int(os.environ.get("BENCH_SEED", "1")))
     tmp = Path(tempfile.mkdtemp(prefix="tally-bench-"))
     run_cpu = CpuWindow()
@@ -726,22 +1332,50 @@ def main() -> int:
                 ok = False
                 server.kill()
                 server = None  # it died; the next scenario starts a new one
+        ws = None
+        if do_ws:
+            # A fresh server, so that its RSS before the sockets is a baseline.
+            if server is not None:
+                s, server = server, None
+                stop(s, f"after {results[-1]['name']}")
+            server = Server(db, tmp / "server.log").start()
+            ctx.server = server
+            ws = {"idle": ws_idle(ctx)}
+            if server.alive():
+                secs = SECONDS
+                log(f"{WS_LOAD.name}: wrk -c{WS_LOAD.connections} -d{secs}s POST "
+                    f"{WS_LOAD.path}, {WS_WATCHERS} sockets watched, {WS_SAMPLE_RATE:.0f} "
+                    f"purchases/s timed to their frames")
+                results.append(run_scenario(WS_LOAD, ctx, secs,
+                                            alongside=ws_latency(ctx, secs)))
+            if not server.alive():
+                ok = False
+                log(f"the server DIED during the WebSocket part; log:\n{server.log_tail()}")
+                server.kill()
+                server = None
+            elif ws["idle"]["failed"]:
+                ok = False
         if server is not None:
             s, server = server, None
-            stop(s, f"after {results[-1]['name']}")
+            stop(s, "after " + (results[-1]["name"] if results else "ws"))
         measure_hash("after")
+        jobs = jobs_phase(tmp, pop["password_hash"]) if do_jobs else None
+        if jobs and jobs["failed"]:
+            ok = False
         other, steal = run_cpu.other_cores()
         run = {"seconds": time.monotonic() - run_cpu.start[0], "other_cores": other,
                "steal_cores": steal}
-        print_report(facts, pop, hashes, results, run, stops)
+        print_report(facts, pop, hashes, results, run, stops, ws, jobs)
         ok = ok and not any(flagged(r) for r in results) and all(
             st["seconds"] <= 5 and not st["error"] for st in stops)
         if os.environ.get("BENCH_JSON"):
             Path(os.environ["BENCH_JSON"]).write_text(json.dumps(
                 {"machine": facts, "run": run, "hashes": hashes, "results": results,
-                 "stops": stops,
-                 "data": {k: v for k, v in pop.items() if k not in ("user_ids", "codes")}},
-                indent=2))
+                 "stops": stops, "ws": ws, "jobs": jobs,
+                 "data": {k: v for k, v in pop.items()
+                          if k not in ("user_ids", "codes", "referrer_of", "buyers",
+                                       "ws_buyers", "ws_referrers", "password_hash")}},
+                indent=2, default=str))
     except BenchError as e:
         log(f"FAILED: {e}")
         ok = False
