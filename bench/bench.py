@@ -45,7 +45,8 @@ Environment:
                      referrals.referred_user_id is UNIQUE, so the database holds
                      max(users, referrals + 1000) users. At the defaults the database takes
                      about 4 minutes to build (4 GB; then it is cached) and the two jobs and
-                     tally verify 7 to 11 minutes on a busy 2-core machine; for a run of 3 to 4
+                     tally verify 6 (quiet 2-core machine) to 11 minutes (busy): `make bench`
+                     takes 7.5 minutes with the cache, 11.5 without. For a run of about 2.5
                      minutes in all use BENCH_JOB_USERS=100000 BENCH_JOB_REFERRALS=500000
   BENCH_JOB_CACHE    directory keeping the pristine jobs database between runs, keyed by the
                      schema, the sizes and the generator (default ~/.cache/tally-bench; 0: off)
