@@ -504,10 +504,20 @@ static int apply_refund(struct sconn *c, struct store_write *w)
             return e;
         out->points_reversed = pts_due < bal ? pts_due : bal;
         out->points_unrecovered = pts_due - out->points_reversed;
-        if (out->points_reversed > 0 &&
-            (e = post(c, buyer, false, -out->points_reversed, "points_reversal", 0, 0,
-                      out->purchase_id, NULL, out->refund_id, now, NULL)))
-            return e;
+        int64_t balance_after = 0;
+        if (out->points_reversed > 0) {
+            if ((e = post(c, buyer, false, -out->points_reversed, "points_reversal", 0, 0,
+                          out->purchase_id, NULL, out->refund_id, now, &balance_after)))
+                return e;
+            char data[200];
+            snprintf(data, sizeof data,
+                     "{\"purchaseId\":\"%s\",\"refundId\":\"%s\",\"pointsReversed\":%lld,"
+                     "\"pointsBalance\":%lld}",
+                     out->purchase_id, out->refund_id, (long long)out->points_reversed,
+                     (long long)balance_after);
+            if ((e = sq_event(c, buyer, "points_update", data, now)))
+                return e;
+        }
     }
     st = sq_prep(c, SQL_REFUND_INSERT);
     if (!st)
@@ -649,7 +659,13 @@ static int apply_redeem(struct sconn *c, struct store_write *w)
     sq_bind_text(st, 3, w->in.redeem.item_id);
     sqlite3_bind_int64(st, 4, out->cost_points);
     sqlite3_bind_int64(st, 5, now);
-    return sq_step_write(c, st, 0);
+    if ((e = sq_step_write(c, st, 0)))
+        return e;
+    char data[200];
+    snprintf(data, sizeof data,
+             "{\"redemptionId\":\"%s\",\"pointsSpent\":%lld,\"pointsBalance\":%lld}",
+             out->redemption_id, (long long)out->cost_points, (long long)out->points_balance);
+    return sq_event(c, w->in.redeem.user_id, "points_update", data, now);
 }
 
 static const char SQL_REWARD_GET[] =

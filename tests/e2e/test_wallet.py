@@ -2,6 +2,7 @@
 by cursor, POST /api/redemptions never below zero even when 64 requests race for the last
 points, stock that runs out once. `tally verify` runs after each test."""
 
+import json
 import uuid
 from decimal import Decimal
 
@@ -179,6 +180,11 @@ def test_redemption_spends_points(tally, shop, points_store):
                      (body["redemptionId"],)) == [(u["id"], item["id"], 60)]
     assert tally.sql("SELECT amount, kind FROM ledger_entries WHERE ref_id = ?",
                      (body["redemptionId"],)) == [(-60, "redemption")]
+    # The spend is announced like any points change (WebSocket, webhooks), in the same commit.
+    rows = tally.sql("SELECT data FROM events WHERE user_id = ? AND type = 'points_update'"
+                     " ORDER BY id DESC LIMIT 1", (u["id"],))
+    assert json.loads(rows[0][0]) == {"redemptionId": body["redemptionId"], "pointsSpent": 60,
+                                      "pointsBalance": 90}
     # The catalogue a user sees lists the item.
     r = tally.get("/api/catalog", token=u["token"])
     assert r.status_code == 200 and item["id"] in {i["id"] for i in r.json()}
