@@ -46,6 +46,11 @@
 #define LIMIT_PAGE_SIZE_MAX 100     /* leaderboard, ledger, lists */
 #define LIMIT_PAGE_MAX 100000
 
+/* Store: SQLite page caches, in KiB (strings for the PRAGMA): memory stays bounded by these and
+ * the number of threads, not by table sizes */
+#define STORE_CACHE_KIB_WRITER "65536"
+#define STORE_CACHE_KIB_READER "16384"
+
 /* Store: group commit */
 #define LIMIT_WRITE_QUEUE 8192      /* waiting writes; beyond, 503 so memory stays bounded */
 #define LIMIT_WRITE_BATCH 1024      /* writes per transaction: one fsync for up to this many */
