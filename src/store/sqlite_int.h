@@ -13,6 +13,7 @@
 struct sconn {
     sqlite3 *db;
     int wal_fd; /* writer only: the WAL file, fdatasync'ed by the sync stage; -1 otherwise */
+    int wal_frames; /* writer only: frames in the WAL after the last commit */
     int n;
     struct {
         const char *sql;

@@ -28,6 +28,9 @@ struct store_engine {
     int (*sync)(void *conn);
     /* Housekeeping from the maintenance thread every STORE_MAINTAIN_MS (checkpoints). */
     void (*maintain)(void *conn);
+    /* From the writer, between batches: finish a checkpoint so the log can restart. May be
+     * NULL. */
+    void (*checkpoint)(void *conn);
     /* Apply one write inside the open transaction. 0 or TE_*; on error the caller rolls the
      * savepoint back, so apply need not undo its own partial work. */
     int (*apply)(void *conn, struct store_write *w);
