@@ -63,7 +63,7 @@ static struct money_ctx *ctx_new(struct req *r, enum store_op op)
 static bool txid_ok(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > TXID_BYTES_MAX)
+    if (n == 0 || n > TXID_BYTES_MAX || !str_utf8_clean(s, n)) /* a header may carry any bytes */
         return false;
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)

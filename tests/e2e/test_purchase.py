@@ -113,6 +113,28 @@ def test_earnings_of_another_user_are_never_shown(tally, shop, abc):
     assert_error(r, 404, "user_not_found")
 
 
+def test_earning_events_carry_any_transaction_id_as_valid_json(tally, shop, abc):
+    """A till's transaction id may hold quotes, backslashes and non-ASCII text; the
+    earning_update event (WebSocket, webhooks) must still be valid JSON that gives it back."""
+    a, b, c = abc
+    txid = 'till "7" \\ café #' + uuid.uuid4().hex[:8]
+    r = shop.purchase({"transactionId": txid, "userId": c["id"], "amount": "10.00"})
+    assert r.status_code == 201, r.text
+    rows = tally.sql("SELECT user_id, data FROM events WHERE type = 'earning_update'"
+                     " ORDER BY id DESC LIMIT 2")
+    got = {uid: json.loads(data) for uid, data in rows}
+    assert got[b["id"]]["transactionId"] == txid and got[b["id"]]["amount"] == "0.50"
+    assert got[a["id"]]["transactionId"] == txid and got[a["id"]]["level"] == 2
+
+
+def test_a_transaction_id_header_must_be_clean_utf8(tally, shop, abc):
+    c = abc[2]
+    r = requests.post(tally.url + "/api/purchase", json={"userId": c["id"], "amount": "1.00"},
+                      headers={"Authorization": "Bearer " + shop.admin,
+                               "Idempotency-Key": b"bad\xff\xfekey"})
+    assert_error(r, 400, "validation_error", field="transactionId")
+
+
 def test_buyer_without_referrer_pays_no_commission(tally, shop):
     (solo,) = shop.chain(1)
     before = snapshot(tally)
