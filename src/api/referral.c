@@ -227,14 +227,20 @@ int api_referral_redirect(struct req *r)
     int e;
     if ((e = disabled(r)))
         return e;
+    /* A person following a stale link in a browser is better served by the sign-up page
+     * than by a JSON 404; programs (no text/html in Accept) get the 404. */
+    const char *accept = req_header(r, "Accept");
+    bool browser = accept && strstr(accept, "text/html");
+    const char *base = app->cfg.signup_url;
     if (code_normalize(r->params[0], code, sizeof code))
-        return req_fail(r, TE_NOT_FOUND, NULL, "Referral code is unknown");
+        return browser ? req_redirect(r, base)
+                       : req_fail(r, TE_NOT_FOUND, NULL, "Referral code is unknown");
     e = store_code_get(app->store, code, &rc);
     if (e == TE_CODE_INVALID)
-        return req_fail(r, TE_NOT_FOUND, NULL, "Referral code is unknown");
+        return browser ? req_redirect(r, base)
+                       : req_fail(r, TE_NOT_FOUND, NULL, "Referral code is unknown");
     if (e)
         return e;
-    const char *base = app->cfg.signup_url;
     char loc[600];
     if (!rc.active || rc.expires_at <= now_ms()) {
         /* The visitor can still sign up, just without a code that would be refused. */

@@ -254,6 +254,13 @@ def test_link_with_unknown_code_is_404(tally, code):
     assert_error(tally.get("/r/" + code), 404, "not_found")
 
 
+@pytest.mark.parametrize("code", ["ZZZZZZZZ", "nope"])
+def test_link_with_unknown_code_sends_a_browser_to_signup(tally, code):
+    r = requests.get(tally.url + "/r/" + code, allow_redirects=False,
+                     headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert r.status_code == 302 and r.headers["Location"] == "/auth/signup", r.headers
+
+
 def test_link_with_expired_code_redirects_without_the_code(tally, alice):
     code = alice["user"]["referralCode"]
     tally.sql("UPDATE referral_codes SET expires_at = ? WHERE code = ?", (now_ms() - 1000, code))
