@@ -199,41 +199,48 @@ bool str_copy(char *dst, size_t cap, const char *src)
     return true;
 }
 
+int utf8_decode(const unsigned char *p, size_t avail, unsigned *cp_out)
+{
+    unsigned c = p[0], cp;
+    size_t n;
+    if (c < 0x80) {
+        *cp_out = c;
+        return 1;
+    } else if ((c & 0xe0) == 0xc0) {
+        n = 1;
+        cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+        n = 2;
+        cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+        n = 3;
+        cp = c & 0x07;
+    } else {
+        return -1;
+    }
+    if (avail <= n)
+        return -1;
+    for (size_t i = 1; i <= n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return -1;
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return -1;
+    *cp_out = cp;
+    return (int)n + 1;
+}
+
 bool str_utf8_clean(const char *s, size_t len)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     while (p < end) {
-        unsigned c = *p;
-        size_t n;
         unsigned cp;
-        if (c < 0x80) {
-            if (c < 0x20 || c == 0x7f)
-                return false;
-            p++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
+        int n = utf8_decode(p, (size_t)(end - p), &cp);
+        if (n < 0 || cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
             return false;
-        }
-        if ((size_t)(end - p) <= n)
-            return false;
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
-            return false;
-        p += n + 1;
+        p += n;
     }
     return true;
 }

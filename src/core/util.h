@@ -30,9 +30,13 @@ void iso_time(int64_t ms, char out[ISO_TIME_LEN + 1]);
 /* Parse an RFC 3339 timestamp (Z or +hh:mm offset, optional fraction) into ms. 0 or -1. */
 int iso_time_parse(const char *s, int64_t *ms_out);
 
+/* Decode one UTF-8 sequence at p (avail bytes left): its length with the code point in *cp,
+ * or -1 for a stray or missing continuation byte, an overlong form, a surrogate or a code
+ * point beyond U+10FFFF. */
+int utf8_decode(const unsigned char *p, size_t avail, unsigned *cp);
 /* Copy src into dst[cap] always terminated; returns false if it had to truncate. */
 bool str_copy(char *dst, size_t cap, const char *src);
-/* True if s is valid UTF-8 without NUL or C0 control characters other than none. */
+/* True if s[len] is valid UTF-8 without C0 or C1 control characters or DEL. */
 bool str_utf8_clean(const char *s, size_t len);
 
 /* Days since 1970-01-01 for a proleptic Gregorian civil date, and back. */

@@ -91,35 +91,11 @@ static long utf8_count(const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     long chars = 0;
     while (p < end) {
-        unsigned c = *p, cp;
-        size_t n;
-        if (c < 0x80) {
-            p++;
-            chars++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 1;
-            cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2;
-            cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3;
-            cp = c & 0x07;
-        } else {
+        unsigned cp;
+        int n = utf8_decode(p, (size_t)(end - p), &cp);
+        if (n < 0)
             return -1;
-        }
-        if ((size_t)(end - p) <= n)
-            return -1;
-        for (size_t i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80)
-                return -1;
-            cp = (cp << 6) | (p[i] & 0x3f);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return -1;
-        p += n + 1;
+        p += n;
         chars++;
     }
     return chars;

@@ -44,6 +44,27 @@ static int bounded_update(struct sconn *c, struct store_write *w, const char *sq
     return e;
 }
 
+/* Step st (bound: it lists up to a batch of referrer ids, in order, after the cursor) to find
+ * the batch's range: sets out.job.more and out.job.cursor, the last id into last[]. Returns
+ * the number of ids (0: nothing to do) or TE_DB. The batch's statements then work on the range
+ * (cursor, last] set-based. */
+static int batch_range(struct sconn *c, sqlite3_stmt *st, struct store_write *w,
+                       char last[ID_LEN + 1])
+{
+    int n = 0, r;
+    last[0] = '\0';
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        sq_col_text(st, 0, last, ID_LEN + 1);
+        n++;
+    }
+    sqlite3_reset(st);
+    if (r != SQLITE_DONE)
+        return sq_fail(c, "job batch range");
+    w->out.job.more = n == w->in.job.batch;
+    str_copy(w->out.job.cursor, sizeof w->out.job.cursor, last);
+    return n;
+}
+
 /* Badges: referrers past the threshold of conversions, in referrer order from the cursor. */
 static const char SQL_BADGE_CANDIDATES[] =
     "SELECT referrer_user_id FROM referrals WHERE status = 'converted' AND referrer_user_id > ?1"
@@ -71,19 +92,10 @@ static int award_badges(struct sconn *c, struct store_write *w)
     sqlite3_bind_text(st, 1, w->in.job.cursor, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(st, 2, w->in.job.threshold);
     sqlite3_bind_int(st, 3, w->in.job.batch);
-    int n = 0, r;
-    char last[ID_LEN + 1] = "";
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        sq_col_text(st, 0, last, sizeof last);
-        n++;
-    }
-    sqlite3_reset(st);
-    if (r != SQLITE_DONE)
-        return sq_fail(c, "badge candidates");
-    w->out.job.more = n == w->in.job.batch;
-    str_copy(w->out.job.cursor, sizeof w->out.job.cursor, last);
-    if (n == 0)
-        return 0;
+    char last[ID_LEN + 1];
+    int n = batch_range(c, st, w, last);
+    if (n <= 0)
+        return n;
     st = sq_prep(c, SQL_BADGE_INSERT);
     if (!st)
         return TE_DB;
@@ -145,19 +157,10 @@ static int find_qualified(struct sconn *c, struct store_write *w)
     sqlite3_bind_int(st, 2, w->in.job.conversions_only);
     sqlite3_bind_int(st, 3, w->in.job.threshold);
     sqlite3_bind_int(st, 4, w->in.job.batch);
-    int n = 0, r;
-    char last[ID_LEN + 1] = "";
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        sq_col_text(st, 0, last, sizeof last);
-        n++;
-    }
-    sqlite3_reset(st);
-    if (r != SQLITE_DONE)
-        return sq_fail(c, "bonus referrers");
-    w->out.job.more = n == w->in.job.batch;
-    str_copy(w->out.job.cursor, sizeof w->out.job.cursor, last);
-    if (n == 0)
-        return 0;
+    char last[ID_LEN + 1];
+    int n = batch_range(c, st, w, last);
+    if (n <= 0)
+        return n;
     if ((e = sq_exec(c, SQL_ASSIGN_CLEAR)))
         return e;
     if (!(st = sq_prep(c, SQL_ASSIGN)))
