@@ -43,7 +43,10 @@
     X(TE_REFUND_EXCEEDS, 409, "refund_exceeds_purchase",                                       \
       "The refund exceeds what remains of the purchase")                                       \
     X(TE_CONFLICT, 409, "conflict", "A record with these values already exists")                \
-    X(TE_INACTIVE, 422, "inactive", "This record is deactivated")
+    X(TE_INACTIVE, 422, "inactive", "This record is deactivated")                               \
+    X(TE_RETRY, 503, "unavailable", "The database asked for a retry; retry shortly")           \
+    X(TE_COMMIT_UNKNOWN, 503, "commit_unknown",                                               \
+      "The outcome of this write is unknown; retry it with the same idempotency key")
 
 enum tally_err {
     TE_OK = 0,

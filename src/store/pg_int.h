@@ -1,0 +1,121 @@
+/* Internals shared by the PostgreSQL engine's files (pg.c: connections, migrations, the engine
+ * table, users/codes/referrals/keys/meta; pg_money.c: purchases, refunds, conversions,
+ * redemptions, rewards, wallet, ledger, earnings; pg_catalog.c, pg_jobs.c, pg_outbox.c,
+ * pg_verify.c: catalogue, jobs, automation logs, analytics, events, webhooks, verify).
+ * Mirrors sqlite_int.h. Not for use outside src/store/.
+ *
+ * Conventions:
+ *  - Every statement is a prepared statement, prepared once per connection on first use and
+ *    cached by the address of its SQL text (pass static strings), run with text parameters
+ *    ($1, $2, ...; a NULL parameter is SQL NULL) and text results.
+ *  - Times are int64 milliseconds since the epoch (BIGINT columns), as on SQLite; ids are TEXT
+ *    (UUIDv7 strings) and integer keys BIGINT/BIGSERIAL, so struct fields map one to one.
+ *  - Writes run inside the writer's transaction (store.c: BEGIN, a SAVEPOINT per write). A
+ *    failed statement aborts the savepoint; the caller rolls it back. */
+#ifndef TALLY_PG_INT_H
+#define TALLY_PG_INT_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store_impl.h"
+
+#define PG_STMT_CACHE_MAX 160
+#define PG_PARAMS_MAX 16
+
+struct pconn {
+    PGconn *pg;
+    bool writer;
+    bool broken; /* the connection failed: the next use reconnects (pg.c) */
+    char url[1024];
+    int n;
+    struct {
+        const char *sql;
+        char name[16];
+    } cache[PG_STMT_CACHE_MAX];
+};
+
+/* Parameters for one statement: text values (NULL = SQL NULL) and their storage. */
+struct pgp {
+    int n;
+    const char *v[PG_PARAMS_MAX];
+    char buf[PG_PARAMS_MAX][24];
+};
+
+/* Append a text parameter; NULL and "" both become SQL NULL (as sq_bind_text does). */
+void pgp_text(struct pgp *p, const char *s);
+/* Append a text parameter kept as given ("" stays an empty string). */
+void pgp_str(struct pgp *p, const char *s);
+void pgp_int(struct pgp *p, int64_t v);
+void pgp_bool(struct pgp *p, bool v);
+
+/* Log the failure of what (with the server's message) and return the TE_* it maps to:
+ * TE_RETRY for serialization failures and deadlocks (40001, 40P01), TE_DB otherwise. */
+int pg_fail(struct pconn *c, const PGresult *r, const char *what);
+/* Run SQL without parameters or results (may hold several statements). 0 or TE_DB. */
+int pg_exec(struct pconn *c, const char *sql);
+/* Run the cached prepared statement for sql with p (may be NULL). Returns the result
+ * (PGRES_TUPLES_OK or PGRES_COMMAND_OK; the caller PQclear()s it), or NULL with *err set:
+ * on_unique for a unique violation (23505) when on_unique is non-zero, TE_RETRY for 40001 and
+ * 40P01, TE_DB otherwise (logged). A NULL err is allowed when the caller only needs success. */
+PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_unique, int *err);
+/* Run a write: 0, on_unique, TE_RETRY or TE_DB; *rows (may be NULL) gets the affected rows. */
+int pg_write(struct pconn *c, const char *sql, const struct pgp *p, int on_unique,
+             int64_t *rows);
+/* Run a query expected to return at most one row and copy its columns as text into
+ * outs[i] (caps[i] bytes each, "" for NULL). 0 with *found, or TE_*. */
+int pg_row(struct pconn *c, const char *sql, const struct pgp *p, bool *found, int ncols,
+           char *const *outs, const size_t *caps);
+
+/* Column readers on a text result ("" / 0 / false for NULL). */
+void pg_col_text(const PGresult *r, int row, int col, char *out, size_t cap);
+int64_t pg_col_int(const PGresult *r, int row, int col);
+bool pg_col_bool(const PGresult *r, int row, int col);
+
+/* 0 if the user exists, TE_USER_NOT_FOUND, or TE_*. */
+int pg_user_exists(struct pconn *c, const char *id);
+/* Append an event for user_id (data: a JSON object's text) in the current transaction. */
+int pg_event(struct pconn *c, const char *user_id, const char *type, const char *data,
+             int64_t now);
+
+/* Writes and reads implemented in the other pg_*.c files (same signatures as sq_*). */
+int pg_apply_money(struct pconn *c, struct store_write *w);
+int pg_apply_catalog(struct pconn *c, struct store_write *w);
+int pg_apply_job(struct pconn *c, struct store_write *w);
+int pg_apply_outbox(struct pconn *c, struct store_write *w);
+int pg_events_max(struct pconn *c, int64_t *out);
+int pg_webhooks_list(void *conn, void (*fn)(const struct webhook *w, void *arg), void *arg);
+int pg_webhook_get(void *conn, const char *id, struct webhook *out);
+int pg_deliveries_list(void *conn, const char *webhook_id, int limit,
+                       void (*fn)(const struct delivery *d, void *arg), void *arg);
+int pg_delivery_attempts(void *conn, const char *delivery_id,
+                         void (*fn)(const struct delivery_attempt *a, void *arg), void *arg);
+int pg_deliveries_due(void *conn, int64_t now_ms, int limit,
+                      void (*fn)(const struct delivery *d, void *arg), void *arg);
+int pg_automation_logs(void *conn, const char *service, const char *status, const char *before_id,
+                       int limit, void (*fn)(const struct automation_log *l, void *arg),
+                       void *arg);
+int pg_last_run(void *conn, const char *service, int64_t *at_ms);
+int pg_analytics(void *conn, int64_t since_ms, int64_t now_ms, struct analytics *out);
+int pg_trends(void *conn, int64_t first_day, int n, int64_t *signups, int64_t *conversions);
+int pg_retailer_get(void *conn, const char *id, struct retailer *out);
+int pg_product_get(void *conn, const char *id, struct product *out);
+int pg_promos_for_product(void *conn, const char *product_id, const char *retailer_id,
+                          const char *region, const char *date, struct promo *out, int max,
+                          int *n_out);
+int pg_catalog_get(void *conn, const struct catalog_def *def, const char *id, json_t **out);
+int pg_catalog_list(void *conn, const struct catalog_def *def, int limit, int offset,
+                    bool include_inactive, json_t **out);
+int pg_wallet_get(void *conn, const char *user_id, struct wallet *out);
+int pg_ledger_page(void *conn, const char *user_id, int64_t before_id, int limit,
+                   struct ledger_row *rows, int *n_out);
+int pg_earnings(void *conn, const char *user_id,
+                void (*fn)(const struct ledger_row *e, void *arg), void *arg);
+int pg_verify(void *conn, void (*report)(const char *check, long long problems,
+                                         const char *example, void *arg),
+              void *arg);
+int pg_rewards_list(void *conn, const char *user_id,
+                    void (*fn)(const struct reward *rw, void *arg), void *arg);
+
+#endif
