@@ -115,6 +115,8 @@ int pg_earnings(void *conn, const char *user_id,
 int pg_verify(void *conn, void (*report)(const char *check, long long problems,
                                          const char *example, void *arg),
               void *arg);
+int pg_purchase_get(void *conn, const char *retailer_key, const char *transaction_id,
+                    struct purchase_row *out);
 int pg_rewards_list(void *conn, const char *user_id,
                     void (*fn)(const struct reward *rw, void *arg), void *arg);
 

@@ -1231,6 +1231,7 @@ const struct store_engine store_engine_sqlite = {
     .ledger_page = sq_ledger_page,
     .earnings = sq_earnings,
     .rewards_list = sq_rewards_list,
+    .purchase_get = sq_purchase_get,
     .verify = sq_verify,
     .automation_logs = sq_automation_logs,
     .last_run = sq_last_run,

@@ -76,6 +76,8 @@ int sq_earnings(void *conn, const char *user_id,
 int sq_verify(void *conn, void (*report)(const char *check, long long problems,
                                          const char *example, void *arg),
               void *arg);
+int sq_purchase_get(void *conn, const char *retailer_key, const char *transaction_id,
+                    struct purchase_row *out);
 int sq_rewards_list(void *conn, const char *user_id,
                     void (*fn)(const struct reward *rw, void *arg), void *arg);
 

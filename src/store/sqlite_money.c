@@ -864,3 +864,43 @@ int sq_rewards_list(void *conn, const char *user_id,
     sqlite3_reset(st);
     return r == SQLITE_DONE ? 0 : sq_fail(c, "rewards");
 }
+
+static const char SQL_PURCHASE_GET[] =
+    "SELECT id, transaction_id, user_id, COALESCE(retailer_id, ''), COALESCE(product_id, ''),"
+    " COALESCE(promotion_id, ''), quantity, amount_cents, refunded_cents, points_awarded,"
+    " points_balance_after, occurred_at, created_at FROM purchases"
+    " WHERE retailer_key = ?1 AND transaction_id = ?2";
+
+int sq_purchase_get(void *conn, const char *retailer_key, const char *transaction_id,
+                    struct purchase_row *out)
+{
+    struct sconn *c = conn;
+    sqlite3_stmt *st = sq_prep(c, SQL_PURCHASE_GET);
+    if (!st)
+        return TE_DB;
+    memset(out, 0, sizeof *out);
+    sqlite3_bind_text(st, 1, retailer_key, -1, SQLITE_TRANSIENT); /* "" is a key */
+    sqlite3_bind_text(st, 2, transaction_id, -1, SQLITE_TRANSIENT);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        sq_col_text(st, 0, out->id, sizeof out->id);
+        sq_col_text(st, 1, out->transaction_id, sizeof out->transaction_id);
+        sq_col_text(st, 2, out->user_id, sizeof out->user_id);
+        sq_col_text(st, 3, out->retailer_id, sizeof out->retailer_id);
+        sq_col_text(st, 4, out->product_id, sizeof out->product_id);
+        sq_col_text(st, 5, out->promotion_id, sizeof out->promotion_id);
+        out->quantity = sqlite3_column_int64(st, 6);
+        out->amount_cents = sqlite3_column_int64(st, 7);
+        out->refunded_cents = sqlite3_column_int64(st, 8);
+        out->points_awarded = sqlite3_column_int64(st, 9);
+        out->points_balance_after = sqlite3_column_int64(st, 10);
+        out->occurred_at = sqlite3_column_int64(st, 11);
+        out->created_at = sqlite3_column_int64(st, 12);
+    }
+    sqlite3_reset(st);
+    if (r == SQLITE_DONE)
+        return TE_PURCHASE_NOT_FOUND;
+    if (r != SQLITE_ROW)
+        return sq_fail(c, "purchase get");
+    return load_commissions(c, out->id, out->commissions, &out->n_commissions);
+}

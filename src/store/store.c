@@ -469,6 +469,12 @@ int store_earnings(struct store *s, const char *user_id,
     READ(s, earnings(c_, user_id, fn, arg));
 }
 
+int store_purchase_get(struct store *s, const char *retailer_key, const char *transaction_id,
+                       struct purchase_row *out)
+{
+    READ(s, purchase_get(c_, retailer_key, transaction_id, out));
+}
+
 int store_rewards_list(struct store *s, const char *user_id,
                        void (*fn)(const struct reward *rw, void *arg), void *arg)
 {

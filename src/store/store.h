@@ -24,6 +24,7 @@
 #define ID_LEN UUID_STR_LEN
 #define NAME_MAX_BYTES (LIMIT_NAME_CHARS + 1)
 #define EMAIL_MAX_BYTES (LIMIT_EMAIL_BYTES + 1)
+#define TXID_MAX_BYTES 129
 #define CODE_MAX_BYTES (LIMIT_CODE_LENGTH_MAX + 1)
 #define PWHASH_MAX_BYTES 128
 
@@ -211,6 +212,28 @@ int store_earnings(struct store *s, const char *user_id,
 int store_rewards_list(struct store *s, const char *user_id,
                        void (*fn)(const struct reward *rw, void *arg), void *arg);
 
+/* A recorded purchase, as stored, with the commissions it paid. */
+struct purchase_row {
+    char id[ID_LEN + 1];
+    char transaction_id[TXID_MAX_BYTES];
+    char user_id[ID_LEN + 1];
+    char retailer_id[ID_LEN + 1]; /* "" for none */
+    char product_id[ID_LEN + 1];  /* "" for none */
+    char promotion_id[ID_LEN + 1]; /* "" for none */
+    int64_t quantity;
+    int64_t amount_cents;
+    int64_t refunded_cents;
+    int64_t points_awarded;
+    int64_t points_balance_after;
+    int64_t occurred_at, created_at;
+    int n_commissions;
+    struct commission commissions[LIMIT_COMMISSION_LEVELS];
+};
+/* The purchase with this (retailer_key, transaction_id); retailer_key "" for a purchase
+ * without a retailer. TE_PURCHASE_NOT_FOUND if there is none. */
+int store_purchase_get(struct store *s, const char *retailer_key, const char *transaction_id,
+                       struct purchase_row *out);
+
 struct automation_log {
     char id[ID_LEN + 1];
     char service[101];
@@ -347,7 +370,6 @@ enum store_op {
     OP_DELIVERY_RESULT,
 };
 
-#define TXID_MAX_BYTES 129
 #define FINGERPRINT_MAX_BYTES 512
 
 /* What a conversion grants the referrer (seed 003: REFERRAL_REWARD_DAYS of free premium). */

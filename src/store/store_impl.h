@@ -81,6 +81,8 @@ struct store_engine {
     int (*trends)(void *conn, int64_t first_day, int n, int64_t *signups, int64_t *conversions);
     int (*rewards_list)(void *conn, const char *user_id,
                         void (*fn)(const struct reward *rw, void *arg), void *arg);
+    int (*purchase_get)(void *conn, const char *retailer_key, const char *transaction_id,
+                        struct purchase_row *out);
 };
 
 extern const struct store_engine store_engine_sqlite;
