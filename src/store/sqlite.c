@@ -274,6 +274,41 @@ static const char *const migrations[] = {
     /* 6: the leaderboard reads referrer, time and status from one covering index (measured:
      * 0.7 s -> a fraction without table lookups, 100k referrals) */
     "CREATE INDEX idx_referrals_leaderboard ON referrals(referrer_user_id, created_at, status);",
+
+    /* 7: referrals clustered by referrer. The bonus jobs mark a batch of referrers' referrals at
+     * a time; in a table ordered by id (time) those rows sit on as many pages as there are rows,
+     * so every marked referral cost a whole page in the WAL and the checkpoint (measured: 3.2M
+     * marks, 155 s, mostly I/O). Keyed by (referrer, created_at, id), a batch's rows are
+     * neighbours. The old (referrer, created_at) index is the key's prefix now. Rebuilding
+     * copies the table once (about 2 s per million referrals). */
+    "CREATE TABLE referrals_v7 ("
+    "  id TEXT NOT NULL UNIQUE,"
+    "  referrer_user_id TEXT NOT NULL REFERENCES users(id),"
+    "  referred_user_id TEXT NOT NULL UNIQUE REFERENCES users(id),"
+    "  referral_code_id TEXT REFERENCES referral_codes(id),"
+    "  status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending','converted','expired')),"
+    "  created_at INTEGER NOT NULL,"
+    "  converted_at INTEGER,"
+    "  bonus_group_id INTEGER REFERENCES bonus_groups(id),"
+    "  bonus_status TEXT CHECK (bonus_status IS NULL OR bonus_status IN ('processing', 'paid')),"
+    "  CHECK (referrer_user_id <> referred_user_id),"
+    "  PRIMARY KEY (referrer_user_id, created_at, id)) WITHOUT ROWID;"
+    "INSERT INTO referrals_v7 (id, referrer_user_id, referred_user_id, referral_code_id, status,"
+    "  created_at, converted_at, bonus_group_id, bonus_status)"
+    "  SELECT id, referrer_user_id, referred_user_id, referral_code_id, status, created_at,"
+    "  converted_at, bonus_group_id, bonus_status FROM referrals"
+    "  ORDER BY referrer_user_id, created_at, id;"
+    "DROP TABLE referrals;"
+    "ALTER TABLE referrals_v7 RENAME TO referrals;"
+    "CREATE INDEX idx_referrals_status ON referrals(status);"
+    "CREATE INDEX idx_referrals_created_at ON referrals(created_at);"
+    "CREATE INDEX idx_referrals_bonus_open ON referrals(referrer_user_id, created_at)"
+    "  WHERE bonus_group_id IS NULL;"
+    "CREATE INDEX idx_referrals_bonus_group ON referrals(bonus_group_id)"
+    "  WHERE bonus_group_id IS NOT NULL;"
+    "CREATE INDEX idx_referrals_converted_at ON referrals(converted_at)"
+    "  WHERE converted_at IS NOT NULL;"
+    "CREATE INDEX idx_referrals_leaderboard ON referrals(referrer_user_id, created_at, status);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

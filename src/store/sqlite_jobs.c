@@ -117,37 +117,45 @@ static int award_badges(struct sconn *c, struct store_write *w)
     return changes_of(c, st, &announced);
 }
 
-/* Phase one of the threshold bonus. The assignment is computed into a temporary table once,
- * then groups and referrals are written from it with two set-based statements. */
+/* Phase one of the threshold bonus. The assignment is computed into a temporary table once
+ * (keyed like the referrals table, so the marking below walks both in step), then groups and
+ * referrals are written from it with two set-based statements. Only referrers with a full
+ * group take part; each one's last group number is looked up once, not once per referral. */
 static const char SQL_ASSIGN_CLEAR[] = "DELETE FROM temp.bonus_assign";
 static const char SQL_ASSIGN_REFERRERS[] =
     "SELECT referrer_user_id FROM referrals WHERE bonus_group_id IS NULL"
     " AND referrer_user_id > ?1 AND (?2 = 0 OR status = 'converted')"
     " GROUP BY referrer_user_id HAVING COUNT(*) >= ?3 ORDER BY referrer_user_id LIMIT ?4";
 static const char SQL_ASSIGN[] =
-    "INSERT INTO temp.bonus_assign (referral_id, referrer, seq)"
-    " WITH c AS (SELECT id, referrer_user_id AS referrer,"
-    "   ROW_NUMBER() OVER (PARTITION BY referrer_user_id ORDER BY created_at, id) - 1 AS rn,"
-    "   COUNT(*) OVER (PARTITION BY referrer_user_id) AS n"
+    "INSERT INTO temp.bonus_assign (referrer, created_at, referral_id, seq)"
+    " WITH full AS (SELECT referrer_user_id AS referrer, COUNT(*) AS n,"
+    "   COALESCE((SELECT MAX(seq) FROM bonus_groups g WHERE g.referrer_user_id ="
+    "     referrals.referrer_user_id), 0) AS base"
     "   FROM referrals WHERE bonus_group_id IS NULL AND referrer_user_id > ?1"
-    "   AND referrer_user_id <= ?5 AND (?2 = 0 OR status = 'converted'))"
-    " SELECT c.id, c.referrer, COALESCE((SELECT MAX(seq) FROM bonus_groups g"
-    "   WHERE g.referrer_user_id = c.referrer), 0) + c.rn / ?3 + 1"
-    " FROM c WHERE c.rn < (c.n / ?3) * ?3";
+    "   AND referrer_user_id <= ?5 AND (?2 = 0 OR status = 'converted')"
+    "   GROUP BY referrer_user_id HAVING COUNT(*) >= ?3),"
+    " c AS (SELECT r.referrer_user_id AS referrer, r.created_at, r.id, f.n, f.base,"
+    "   ROW_NUMBER() OVER (PARTITION BY r.referrer_user_id ORDER BY r.created_at, r.id) - 1 AS rn"
+    "   FROM full f JOIN referrals r ON r.referrer_user_id = f.referrer"
+    "   WHERE r.bonus_group_id IS NULL AND (?2 = 0 OR r.status = 'converted'))"
+    " SELECT referrer, created_at, id, base + rn / ?3 + 1 FROM c WHERE rn < (n / ?3) * ?3";
 static const char SQL_GROUPS_INSERT[] =
     "INSERT INTO bonus_groups (referrer_user_id, seq, size, amount_cents, status, created_at)"
     " SELECT referrer, seq, COUNT(*), ?1, 'processing', ?2 FROM temp.bonus_assign"
     " GROUP BY referrer, seq";
 static const char SQL_REFERRALS_ASSIGN[] =
-    "UPDATE referrals SET bonus_status = 'processing', bonus_group_id = (SELECT g.id FROM"
-    " temp.bonus_assign a JOIN bonus_groups g ON g.referrer_user_id = a.referrer AND"
-    " g.seq = a.seq WHERE a.referral_id = referrals.id)"
-    " WHERE id IN (SELECT referral_id FROM temp.bonus_assign) AND bonus_group_id IS NULL";
+    "UPDATE referrals SET bonus_status = 'processing', bonus_group_id = g.id"
+    " FROM temp.bonus_assign a JOIN bonus_groups g ON g.referrer_user_id = a.referrer"
+    " AND g.seq = a.seq WHERE referrals.referrer_user_id = a.referrer"
+    " AND referrals.created_at = a.created_at AND referrals.id = a.referral_id"
+    " AND referrals.bonus_group_id IS NULL"
+    " AND referrals.referrer_user_id > ?1 AND referrals.referrer_user_id <= ?2";
 
 static int find_qualified(struct sconn *c, struct store_write *w)
 {
-    int e = sq_exec(c, "CREATE TEMP TABLE IF NOT EXISTS bonus_assign (referral_id TEXT PRIMARY"
-                       " KEY, referrer TEXT NOT NULL, seq INTEGER NOT NULL)");
+    int e = sq_exec(c, "CREATE TEMP TABLE IF NOT EXISTS bonus_assign (referrer TEXT NOT NULL,"
+                       " created_at INTEGER NOT NULL, referral_id TEXT NOT NULL, seq INTEGER"
+                       " NOT NULL, PRIMARY KEY (referrer, created_at, referral_id)) WITHOUT ROWID");
     if (e)
         return e;
     sqlite3_stmt *st = sq_prep(c, SQL_ASSIGN_REFERRERS);
@@ -179,6 +187,8 @@ static int find_qualified(struct sconn *c, struct store_write *w)
         return e == TE_CONFLICT ? TE_CONFLICT : e;
     if (!(st = sq_prep(c, SQL_REFERRALS_ASSIGN)))
         return TE_DB;
+    sqlite3_bind_text(st, 1, w->in.job.cursor, -1, SQLITE_TRANSIENT);
+    sq_bind_text(st, 2, last);
     if ((e = changes_of(c, st, &w->out.job.rows)))
         return e;
     /* Every assigned referral must have landed in exactly one group of the right size. */
