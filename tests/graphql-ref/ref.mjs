@@ -12,7 +12,8 @@
 //       -> {"results": [{"accepted", "phase", "errors"}]}: what a GraphQL server built on the
 //          reference implementation answers each request: "accepted" is true when the response
 //          would carry a `data` key (it parses, validates, and the operation and variable values
-//          can be chosen and coerced: execute() runs with no resolvers, so every field is null),
+//          can be chosen and coerced, and the schema has a root type for it: execute() runs with
+//          no resolvers, so every field is null),
 //          false when it is a request error; "phase" says where it was refused ("parse",
 //          "validate", "execute") and "errors" gives the reference implementation's messages.
 import {
@@ -62,7 +63,11 @@ function classify(schema, r) {
     operationName: r.operationName || undefined,
   });
   if (result && typeof result.then === "function") throw new Error("execution went async");
-  if (!("data" in result) || result.data === undefined)
+  // A request error has no `data`; graphql-js 16 also answers `data: null` with an error without
+  // a path when the schema has no root type for the operation (a subscription here): that is a
+  // request error too (no field was executed), and a server may refuse it before execution.
+  const requestError = (result.errors || []).some((e) => !e.path);
+  if (!("data" in result) || result.data === undefined || (result.data === null && requestError))
     return { accepted: false, phase: "execute", errors: (result.errors || []).map((e) => e.message) };
   return { accepted: true, phase: null, errors: (result.errors || []).map((e) => e.message) };
 }
