@@ -92,14 +92,23 @@ FUZZ_CC      ?= clang
 FUZZ_FLAGS   := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer -g -O1
 FUZZ_SRC     := src/graphql/parse.c
+# With the validator present, the target validates every document that parses, against the schema.
+FUZZ_VALIDATE_SRC := $(wildcard src/graphql/validate.c)
+ifneq ($(FUZZ_VALIDATE_SRC),)
+FUZZ_SRC     += src/graphql/validate.c src/graphql/schema.c src/graphql/schema_data.c \
+                src/graphql/values.c src/core/util.c src/domain/money.c
+FUZZ_FLAGS   += -DFUZZ_VALIDATE
+FUZZ_LIBS    := -ljansson -lsodium -lm
+endif
 FUZZ_SECONDS ?= 300
 FUZZ_RUN      = build/fuzz/fuzz_graphql_parse -max_total_time=$(1) -max_len=8192 -timeout=10 \
                 -rss_limit_mb=1024 -dict=tests/fuzz/graphql.dict -artifact_prefix=build/fuzz/ \
                 -print_final_stats=1 build/fuzz/corpus tests/fuzz/corpus/graphql
 
-build/fuzz/fuzz_graphql_parse: tests/fuzz/fuzz_graphql_parse.c $(FUZZ_SRC) src/graphql/parse.h
+build/fuzz/fuzz_graphql_parse: tests/fuzz/fuzz_graphql_parse.c $(FUZZ_SRC) $(HDR)
 	@mkdir -p build/fuzz/corpus
-	$(FUZZ_CC) $(CSTD) $(WARN) -Isrc $(FUZZ_FLAGS) -o $@ tests/fuzz/fuzz_graphql_parse.c $(FUZZ_SRC)
+	$(FUZZ_CC) $(CSTD) $(WARN) -Isrc $(PKG_CFLAGS) $(FUZZ_FLAGS) -o $@ \
+	  tests/fuzz/fuzz_graphql_parse.c $(FUZZ_SRC) $(FUZZ_LIBS)
 
 fuzz: build/fuzz/fuzz_graphql_parse
 	$(call FUZZ_RUN,$(FUZZ_SECONDS))

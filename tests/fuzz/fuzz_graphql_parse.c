@@ -1,4 +1,6 @@
-/* libFuzzer target for the GraphQL parser (src/graphql/parse.c).
+/* libFuzzer target for the GraphQL parser (src/graphql/parse.c) and, when built with
+ * FUZZ_VALIDATE (the Makefile does once src/graphql/validate.c exists), the validator
+ * (gql_validate() against tally's schema) on every document that parses.
  *
  * Built by `make fuzz` with clang -fsanitize=fuzzer,address,undefined: libFuzzer mutates the
  * seed corpus in tests/fuzz/corpus/graphql/ and every input goes through gql_parse(). Any crash,
@@ -18,6 +20,11 @@
 #include <string.h>
 
 #include "graphql/parse.h"
+#ifdef FUZZ_VALIDATE
+#include <jansson.h>
+
+#include "graphql/validate.h"
+#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -226,6 +233,36 @@ static void walk_document(const struct gql_document *doc)
     CHECK(doc->token_count <= GQL_TOKENS_MAX);
 }
 
+#ifdef FUZZ_VALIDATE
+/* The validator's contract (validate.h): it appends exactly as many errors as it returns, each
+ * an object with a non-empty message, and 1-based locations when it gives any. */
+static void validate(const struct gql_document *doc)
+{
+    json_t *errors = json_array();
+    CHECK(errors != NULL);
+    int n = gql_validate(doc, errors);
+    CHECK(n >= 0 && (size_t)n == json_array_size(errors));
+    size_t i;
+    json_t *e;
+    json_array_foreach(errors, i, e) {
+        CHECK(json_is_object(e));
+        const char *msg = json_string_value(json_object_get(e, "message"));
+        CHECK(msg != NULL && msg[0] != '\0');
+        json_t *locs = json_object_get(e, "locations");
+        if (locs) {
+            size_t j;
+            json_t *loc;
+            CHECK(json_is_array(locs));
+            json_array_foreach(locs, j, loc) {
+                CHECK(json_integer_value(json_object_get(loc, "line")) >= 1);
+                CHECK(json_integer_value(json_object_get(loc, "column")) >= 1);
+            }
+        }
+    }
+    json_decref(errors);
+}
+#endif
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *src = malloc(size ? size : 1);
@@ -242,6 +279,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(doc != NULL);
         CHECK(size <= GQL_DOCUMENT_BYTES_MAX);
         walk_document(doc);
+#ifdef FUZZ_VALIDATE
+        validate(doc);
+#endif
         gql_document_free(doc);
     } else {
         CHECK(rc == -1);
