@@ -97,6 +97,14 @@ def test_introspection_describes_exactly_schema_graphql(tally, ref, sdl):
         pytest.fail(f"tally's introspection differs from schema.graphql:\n{diff}")
 
 
+def test_the_api_docs_show_schema_graphql(sdl):
+    """docs/API.md carries the schema in SDL: it must be the file, not an old copy."""
+    doc = (ROOT / "docs" / "API.md").read_text()
+    m = re.search(r"\n### Schema\n.*?```graphql\n(.*?)```", doc, re.S)
+    assert m, "docs/API.md has no ### Schema section with a graphql block"
+    assert m.group(1).strip() == sdl.strip(), "docs/API.md's schema differs from schema.graphql"
+
+
 def test_introspection_is_the_same_by_get_and_with_credentials(tally, ref):
     query = ref({"cmd": "introspectionQuery", "options": {}})["query"]
     anon = introspect(tally, ref)
