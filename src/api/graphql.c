@@ -216,8 +216,10 @@ static int resolve_purchase_query(struct gql_rctx *c, struct req *r, json_t **ou
         e = TE_PURCHASE_NOT_FOUND;
     else
         e = store_purchase_get(app->store, retailer, txid, &p);
-    if (e == TE_PURCHASE_NOT_FOUND)
-        return gql_fail(c, err_code(e), "No purchase with this transactionId for this retailer");
+    if (e == TE_PURCHASE_NOT_FOUND) {
+        *out = NULL; /* a lookup that finds nothing: null, not an error */
+        return 0;
+    }
     if (e)
         return store_fail(c, r, e);
     *out = purchase_row_json(&p);

@@ -557,10 +557,14 @@ int gql_exec_run(struct gql_exec *ex)
             return GQL_PENDING;
         }
         ex->resuming = false;
-        if (!v)
+        if (!v) {
+            /* A non-null root field failed: data is null, and (as graphql-js) nothing after
+             * it runs; for mutations that means no later write starts. */
             ex->data_null = true;
-        else
-            json_object_set_new(ex->data, g->key, v);
+            ex->root_i = ex->root.n;
+            break;
+        }
+        json_object_set_new(ex->data, g->key, v);
     }
     return 0;
 }

@@ -49,12 +49,15 @@ static void verr(struct vctx *v, struct gql_location a, struct gql_location b, c
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    json_t *locs = json_array();
-    if (a.line)
+    json_t *e = json_pack("{s:s}", "message", msg);
+    if (a.line) {
+        json_t *locs = json_array();
         json_array_append_new(locs, loc_json(a));
-    if (b.line)
-        json_array_append_new(locs, loc_json(b));
-    json_array_append_new(v->errors, json_pack("{s:s, s:o}", "message", msg, "locations", locs));
+        if (b.line)
+            json_array_append_new(locs, loc_json(b));
+        json_object_set_new(e, "locations", locs);
+    }
+    json_array_append_new(v->errors, e);
     v->n++;
 }
 
