@@ -210,7 +210,7 @@ static json_t *leaf(const struct gql_tdef *t, enum leaf_in k, const char *text, 
             return json_string(buf);
         }
         if (k != IN_STRING && k != IN_INT)
-            return fail(err, cap, "ID cannot represent value: %s", shown);
+            return fail(err, cap, "ID cannot represent a non-string and non-integer value: %s", shown);
         return json_stringn(text, len);
     }
     if (strcmp(n, "Money") == 0) {
@@ -344,9 +344,7 @@ json_t *gql_coerce_literal(const struct gql_tref *t, const struct gql_value *v, 
                      false, shown, why, sizeof why);
     if (x)
         return x;
-    if (d->kind == GQL_KIND_ENUM && k == IN_ENUM)
-        return fail(err, cap, "%s", why);
-    return fail(err, cap, "Expected value of type \"%s\", found %s; %s", d->name, shown, why);
+    return fail(err, cap, "%s", why); /* as graphql-js: the scalar's own words */
 }
 
 /* ---- JSON ---- */
