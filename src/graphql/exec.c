@@ -287,13 +287,18 @@ static json_t *complete_inner(struct gql_exec *ex, const struct gql_tref *t, str
         return c;
     }
     /* object: merge the sub-selections of every node of the group */
-    const struct gql_selection *sets[64];
+    const struct gql_selection **sets = malloc((g->n ? g->n : 1) * sizeof *sets);
+    if (!sets) {
+        field_error(ex, g->nodes[0], "internal_error", "Out of memory.");
+        return NULL;
+    }
     size_t n = 0;
-    for (size_t i = 0; i < g->n && n < 64; i++)
+    for (size_t i = 0; i < g->n; i++)
         if (g->nodes[i]->selection_set)
             sets[n++] = g->nodes[i]->selection_set;
     struct groups sub = {0};
     collect_fields(ex, d, sets, n, &sub);
+    free(sets);
     json_t *o = execute_fields(ex, d, v, &sub);
     groups_free(&sub);
     return o;

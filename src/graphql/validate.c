@@ -278,19 +278,18 @@ static bool check_limits(struct vctx *v)
     size_t n = doc->definition_count;
     struct costs c = {doc, calloc(n, sizeof(struct cost)), calloc(n, sizeof(bool))};
     bool ok = c.memo && c.done;
+    /* Operations, and fragments too: an unused fragment is still walked by the rules. */
     for (const struct gql_definition *d = doc->definitions; ok && d; d = d->next) {
-        if (d->kind != GQL_DEFINITION_OPERATION)
-            continue;
         struct cost k = selection_cost(&c, d->selection_set);
         if (k.depth > GQL_VALIDATE_DEPTH_MAX) {
             verr(v, d->loc, NOLOC,
-                 "The operation is %zu levels deep (fragments expanded); at most %d are allowed.",
-                 k.depth, GQL_VALIDATE_DEPTH_MAX);
+                 "The %s is %zu levels deep (fragments expanded); at most %d are allowed.",
+                 d->kind == GQL_DEFINITION_OPERATION ? "operation" : "fragment", k.depth, GQL_VALIDATE_DEPTH_MAX);
             ok = false;
         } else if (k.fields > GQL_VALIDATE_FIELDS_MAX) {
             verr(v, d->loc, NOLOC,
-                 "The operation selects %zu fields (fragments expanded); at most %d are allowed.",
-                 k.fields, GQL_VALIDATE_FIELDS_MAX);
+                 "The %s selects %zu fields (fragments expanded); at most %d are allowed.",
+                 d->kind == GQL_DEFINITION_OPERATION ? "operation" : "fragment", k.fields, GQL_VALIDATE_FIELDS_MAX);
             ok = false;
         }
     }
@@ -385,10 +384,6 @@ static void check_directives(struct vctx *v, const struct gql_directive *dirs,
 }
 
 /* ---- OverlappingFieldsCanBeMerged (same parent type: every type here is an object) ---- */
-
-struct fieldref {
-    const struct gql_selection *s;
-};
 
 struct fieldset {
     const struct gql_selection **f;
