@@ -17,6 +17,7 @@ src/graphql/schema.graphql:
 `tally verify` runs after every test (moneykit's verify_after_each).
 """
 
+import json
 import re
 import uuid
 from decimal import Decimal
@@ -151,6 +152,31 @@ def test_graphql_and_rest_agree_on_the_same_data(tally, shop, gql, world):
         assert results[0] == results[1], (amount, results)
     for i in range(3):
         assert shop.wallet(rest_chain[i]) == shop.wallet(gql_chain[i])
+
+
+def test_both_doors_write_the_same_events(tally, shop, gql, world):
+    """The events a purchase writes (the outbox of the WebSocket and webhooks) do not depend on
+    the door: the same types, for the same users, with the same data but the ids."""
+    seen = []
+    for door in ("rest", "gql"):
+        a, b, c = shop.chain(3)
+        inp = purchase_input(txid(door), c, "12.34", world["rt"], world["beer"], purchasedAt=WHEN)
+        last = tally.sql("SELECT COALESCE(MAX(id), 0) FROM events")[0][0]
+        if door == "rest":
+            assert shop.purchase(rest_body(inp)).status_code == 201
+        else:
+            gql.buy(inp)
+        names = {a["id"]: "A", b["id"]: "B", c["id"]: "C"}
+        rows = tally.sql("SELECT user_id, type, data FROM events WHERE id > ? ORDER BY id", (last,))
+        view = []
+        for uid, typ, data in rows:
+            if uid not in names:
+                continue
+            d = json.loads(data)
+            keep = {k: v for k, v in d.items() if not re.search(r"(?i)id$|at$|^from$", k)}
+            view.append((names[uid], typ, json.dumps(keep, sort_keys=True)))
+        seen.append(view)
+    assert seen[0] and seen[0] == seen[1], seen
 
 
 def test_a_rest_purchase_replayed_through_graphql_is_a_duplicate(tally, shop, gql, world, abc):
