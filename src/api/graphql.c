@@ -29,7 +29,7 @@
 struct gql_req {
     struct store_write w; /* the mutation field's write in flight (first: api_submit) */
     struct req *r;
-    json_t *body;          /* the parsed request (owned) */
+    json_t *body; /* the parsed request (owned) */
     struct gql_document *doc;
     struct gql_exec *ex;
 };
@@ -232,8 +232,8 @@ static int resolve_promotions(struct gql_rctx *c, struct req *r, json_t **out)
     int e = need_auth(c, r);
     if (e)
         return e;
-    json_t *jr = json_object_get(c->args, "retailerId"), *jp = json_object_get(c->args, "productId"),
-           *jd = json_object_get(c->args, "date");
+    json_t *jr = json_object_get(c->args, "retailerId"),
+           *jp = json_object_get(c->args, "productId"), *jd = json_object_get(c->args, "date");
     const char *retailer = json_is_string(jr) ? json_string_value(jr) : NULL;
     const char *product = json_is_string(jp) ? json_string_value(jp) : NULL;
     const char *date = json_is_string(jd) ? json_string_value(jd) : NULL;
@@ -347,8 +347,8 @@ static void referral_add(const struct referral_row *row, void *arg)
     json_object_set_new(node, "status", json_string(status));
     json_object_set_new(node, "createdAt", api_time_json(row->created_at));
     json_object_set_new(node, "convertedAt", api_time_json(row->converted_at));
-    json_array_append_new(a->edges, json_pack("{s:o, s:o}", "cursor", json_sprintf("%lld", i),
-                                              "node", node));
+    json_array_append_new(a->edges,
+                          json_pack("{s:o, s:o}", "cursor", json_sprintf("%lld", i), "node", node));
 }
 
 static int resolve_referrals(struct gql_rctx *c, struct req *r, json_t **out)
@@ -399,8 +399,9 @@ static void earn_add(const struct ledger_row *e, void *arg)
     while (a->n < e->level)
         json_array_append_new(a->levels, json_pack("{s:i, s:[]}", "level", ++a->n, "entries"));
     a->totals[e->level] += e->amount;
-    json_array_append_new(json_object_get(json_array_get(a->levels, (size_t)e->level - 1), "entries"),
-                          ledger_json(e));
+    json_array_append_new(
+        json_object_get(json_array_get(a->levels, (size_t)e->level - 1), "entries"),
+        ledger_json(e));
 }
 
 static int resolve_earnings(struct gql_rctx *c, struct req *r, json_t **out)
@@ -428,7 +429,7 @@ static int resolve_earnings(struct gql_rctx *c, struct req *r, json_t **out)
 static void reward_add(const struct reward *rw, void *arg)
 {
     int64_t now = now_ms();
-    const char *status = rw->claimed                                                  ? "CLAIMED"
+    const char *status = rw->claimed                                                ? "CLAIMED"
                          : rw->expired || (rw->expires_at && rw->expires_at <= now) ? "EXPIRED"
                                                                                     : "AVAILABLE";
     json_t *o = json_object();
@@ -512,11 +513,11 @@ static int resolve_ledger(struct gql_rctx *c, struct req *r, json_t **out)
     json_t *edges = json_array();
     for (int i = 0; i < n; i++)
         json_array_append_new(edges, json_pack("{s:o, s:o}", "cursor",
-                                               json_sprintf("%lld", (long long)rows[i].id),
-                                               "node", ledger_json(&rows[i])));
-    *out = json_pack("{s:o, s:{s:b, s:o}}", "edges", edges, "pageInfo", "hasNextPage", more,
-                     "endCursor",
-                     n ? json_sprintf("%lld", (long long)rows[n - 1].id) : json_null());
+                                               json_sprintf("%lld", (long long)rows[i].id), "node",
+                                               ledger_json(&rows[i])));
+    *out =
+        json_pack("{s:o, s:{s:b, s:o}}", "edges", edges, "pageInfo", "hasNextPage", more,
+                  "endCursor", n ? json_sprintf("%lld", (long long)rows[n - 1].id) : json_null());
     return 0;
 }
 
@@ -588,8 +589,7 @@ static int resolve_mutation(struct gql_rctx *c, struct gql_req *g, json_t **out)
         } else { /* the row was committed: only a failing read gets here; answer what we know */
             pj = json_object();
             json_object_set_new(pj, "id", json_string(o->purchase_id));
-            json_object_set_new(pj, "transactionId",
-                                json_string(g->w.in.purchase.transaction_id));
+            json_object_set_new(pj, "transactionId", json_string(g->w.in.purchase.transaction_id));
             json_object_set_new(pj, "customerId", json_string(o->user_id));
             json_object_set_new(pj, "retailerId", opt_str(g->w.in.purchase.retailer_key));
             json_object_set_new(pj, "productId", opt_str(g->w.in.purchase.product_id));
@@ -635,10 +635,10 @@ static int resolve_mutation(struct gql_rctx *c, struct gql_req *g, json_t **out)
     }
     if ((e = redeem_settle(r, &g->w)))
         return store_fail(c, r, e);
-    *out = json_pack("{s:s, s:s, s:I, s:I}", "redemptionId", g->w.out.redeem.redemption_id,
-                     "itemId", g->w.in.redeem.item_id, "costPoints",
-                     (json_int_t)g->w.out.redeem.cost_points, "pointsBalance",
-                     (json_int_t)g->w.out.redeem.points_balance);
+    *out =
+        json_pack("{s:s, s:s, s:I, s:I}", "redemptionId", g->w.out.redeem.redemption_id, "itemId",
+                  g->w.in.redeem.item_id, "costPoints", (json_int_t)g->w.out.redeem.cost_points,
+                  "pointsBalance", (json_int_t)g->w.out.redeem.points_balance);
     return 0;
 }
 
@@ -690,8 +690,9 @@ static void add_error_location(json_t *errors, const struct gql_error *pe)
 {
     json_t *e = json_pack("{s:s}", "message", pe->message);
     if (pe->line)
-        json_object_set_new(e, "locations", json_pack("[{s:i, s:i}]", "line", (int)pe->line,
-                                                      "column", (int)pe->column));
+        json_object_set_new(
+            e, "locations",
+            json_pack("[{s:i, s:i}]", "line", (int)pe->line, "column", (int)pe->column));
     json_array_append_new(errors, e);
 }
 
@@ -764,9 +765,9 @@ int api_graphql_post(struct req *r)
         return request_error(r, 400, err_code(TE_VALIDATION),
                              "Variables must be provided as an object.");
     if (op && !json_is_null(op) && !json_is_string(op))
-        return request_error(r, 400, err_code(TE_VALIDATION),
-                             "operationName must be a string.");
-    return run(r, g, json_string_value(q), json_string_length(q), json_is_object(vars) ? vars : NULL,
+        return request_error(r, 400, err_code(TE_VALIDATION), "operationName must be a string.");
+    return run(r, g, json_string_value(q), json_string_length(q),
+               json_is_object(vars) ? vars : NULL,
                json_is_string(op) ? json_string_value(op) : NULL, false);
 }
 

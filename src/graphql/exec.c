@@ -73,9 +73,9 @@ static void field_error(struct gql_exec *ex, const struct gql_selection *node, c
 {
     json_t *e = json_object();
     json_object_set_new(e, "message", json_string(msg));
-    json_object_set_new(e, "locations",
-                        json_pack("[{s:i, s:i}]", "line", (int)node->loc.line, "column",
-                                  (int)node->loc.column));
+    json_object_set_new(
+        e, "locations",
+        json_pack("[{s:i, s:i}]", "line", (int)node->loc.line, "column", (int)node->loc.column));
     json_t *path = json_array();
     for (int i = 0; i < ex->path_n && i < GQL_PATH_MAX; i++)
         json_array_append(path, ex->path[i]);
@@ -129,9 +129,9 @@ static bool directive_if(struct gql_exec *ex, const struct gql_directive *d)
     for (const struct gql_argument *a = d->arguments; a; a = a->next)
         if (strcmp(a->name, "if") == 0) {
             char err[128];
-            json_t *v = gql_coerce_literal(&(const struct gql_tref){GQL_TYPE_NAMED, NULL,
-                                                                    gql_type_find("Boolean")},
-                                           a->value, ex->vars, err, sizeof err);
+            json_t *v = gql_coerce_literal(
+                &(const struct gql_tref){GQL_TYPE_NAMED, NULL, gql_type_find("Boolean")}, a->value,
+                ex->vars, err, sizeof err);
             bool b = json_is_true(v);
             json_decref(v);
             return b;
@@ -150,8 +150,7 @@ static bool included(struct gql_exec *ex, const struct gql_directive *dirs)
     return true;
 }
 
-static const struct gql_definition *fragment_find(const struct gql_document *doc,
-                                                  const char *name)
+static const struct gql_definition *fragment_find(const struct gql_document *doc, const char *name)
 {
     for (const struct gql_definition *d = doc->definitions; d; d = d->next)
         if (d->kind == GQL_DEFINITION_FRAGMENT && strcmp(d->name, name) == 0)
@@ -160,9 +159,8 @@ static const struct gql_definition *fragment_find(const struct gql_document *doc
 }
 
 /* visited: names of fragments already spread in this collection (bounded by validation). */
-static void collect(struct gql_exec *ex, const struct gql_tdef *type,
-                    const struct gql_selection *s, struct groups *gs, const char **visited,
-                    size_t *n_visited, size_t visited_cap)
+static void collect(struct gql_exec *ex, const struct gql_tdef *type, const struct gql_selection *s,
+                    struct groups *gs, const char **visited, size_t *n_visited, size_t visited_cap)
 {
     for (; s; s = s->next) {
         if (!included(ex, s->directives))
@@ -250,16 +248,14 @@ static json_t *serialize_leaf(const struct gql_tdef *t, json_t *v, char *err, si
     return NULL;
 }
 
-static json_t *complete(struct gql_exec *ex, const struct gql_tref *t, struct group *g,
-                        json_t *v);
+static json_t *complete(struct gql_exec *ex, const struct gql_tref *t, struct group *g, json_t *v);
 
 static json_t *complete_inner(struct gql_exec *ex, const struct gql_tref *t, struct group *g,
                               json_t *v)
 {
     if (t->kind == GQL_TYPE_LIST) {
         if (!json_is_array(v)) {
-            field_error(ex, g->nodes[0], "internal_error",
-                        "Expected a list for a list field.");
+            field_error(ex, g->nodes[0], "internal_error", "Expected a list for a list field.");
             return NULL;
         }
         json_t *arr = json_array();
@@ -304,8 +300,7 @@ static json_t *complete_inner(struct gql_exec *ex, const struct gql_tref *t, str
     return o;
 }
 
-static json_t *complete(struct gql_exec *ex, const struct gql_tref *t, struct group *g,
-                        json_t *v)
+static json_t *complete(struct gql_exec *ex, const struct gql_tref *t, struct group *g, json_t *v)
 {
     if (t->kind == GQL_TYPE_NON_NULL) {
         if (!v || json_is_null(v)) {
@@ -363,8 +358,12 @@ static json_t *execute_field(struct gql_exec *ex, const struct gql_tdef *type, j
     if (strcmp(node->name, "__typename") == 0)
         return json_string(type->name);
     g->parent = type;
-    struct gql_rctx c = {.ex = ex, .parent_type = type, .field = f, .node = node,
-                         .parent = parent, .resumed = ex->resuming};
+    struct gql_rctx c = {.ex = ex,
+                         .parent_type = type,
+                         .field = f,
+                         .node = node,
+                         .parent = parent,
+                         .resumed = ex->resuming};
     json_t *raw = NULL;
     c.args = coerce_args(ex, f, node, c.message, sizeof c.message);
     int rc;
@@ -419,9 +418,9 @@ static json_t *request_error(const char *msg, const struct gql_location *loc)
 {
     json_t *e = json_pack("{s:s}", "message", msg);
     if (loc)
-        json_object_set_new(e, "locations",
-                            json_pack("[{s:i, s:i}]", "line", (int)loc->line, "column",
-                                      (int)loc->column));
+        json_object_set_new(
+            e, "locations",
+            json_pack("[{s:i, s:i}]", "line", (int)loc->line, "column", (int)loc->column));
     return e;
 }
 
@@ -475,8 +474,7 @@ static int coerce_variables(struct gql_exec *ex, json_t *given, json_t *errors)
                          "Variable \"$%s\" of non-null type \"%s\" must not be null.", d->name,
                          gql_tref_print(t, tn, sizeof tn));
             else
-                snprintf(msg, sizeof msg, "Variable \"$%s\" got invalid value; %s", d->name,
-                         err);
+                snprintf(msg, sizeof msg, "Variable \"$%s\" got invalid value; %s", d->name, err);
             json_array_append_new(errors, request_error(msg, &d->loc));
             bad++;
             continue;

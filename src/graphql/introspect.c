@@ -26,7 +26,7 @@ static json_t *type_json(const struct gql_tdef *t)
     json_object_set_new(o, "specifiedByURL", str_or_null(t->specified_by));
     json_object_set_new(o, "interfaces",
                         t->kind == GQL_KIND_OBJECT || t->kind == GQL_KIND_INTERFACE ? json_array()
-                                                                                   : json_null());
+                                                                                    : json_null());
     json_object_set_new(o, "possibleTypes", json_null());
     json_object_set_new(o, "ofType", json_null());
     return o;
@@ -167,8 +167,7 @@ int gql_introspect_resolve(struct gql_rctx *c, json_t **out)
                         a, json_pack("{s:s, s:o, s:b, s:o}", "name", t->values[i].name,
                                      "description", str_or_null(t->values[i].description),
                                      "isDeprecated", t->values[i].deprecation != NULL,
-                                     "deprecationReason",
-                                     str_or_null(t->values[i].deprecation)));
+                                     "deprecationReason", str_or_null(t->values[i].deprecation)));
             *out = a;
             return 0;
         }

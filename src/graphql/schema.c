@@ -72,8 +72,7 @@ bool gql_is_leaf(const struct gql_tdef *t)
 
 bool gql_is_composite(const struct gql_tdef *t)
 {
-    return t->kind == GQL_KIND_OBJECT || t->kind == GQL_KIND_INTERFACE ||
-           t->kind == GQL_KIND_UNION;
+    return t->kind == GQL_KIND_OBJECT || t->kind == GQL_KIND_INTERFACE || t->kind == GQL_KIND_UNION;
 }
 
 static size_t tref_put(const struct gql_tref *t, char *out, size_t cap, size_t at)

@@ -28,19 +28,19 @@ enum gql_kind {
 struct gql_tdef;
 
 struct gql_tref {
-    enum gql_type_kind kind;    /* NAMED, LIST or NON_NULL (parse.h) */
-    const struct gql_tref *of;  /* LIST, NON_NULL */
+    enum gql_type_kind kind;      /* NAMED, LIST or NON_NULL (parse.h) */
+    const struct gql_tref *of;    /* LIST, NON_NULL */
     const struct gql_tdef *named; /* NAMED */
 };
 
 /* An argument, an input field or a directive argument. */
 struct gql_ivalue {
     const char *name;
-    const char *description;       /* NULL when none */
+    const char *description; /* NULL when none */
     const struct gql_tref *type;
-    const char *default_literal;   /* GraphQL text, NULL when none */
-    const char *default_json;      /* the same as JSON text, NULL when none */
-    const char *deprecation;       /* NULL when not deprecated */
+    const char *default_literal; /* GraphQL text, NULL when none */
+    const char *default_json;    /* the same as JSON text, NULL when none */
+    const char *deprecation;     /* NULL when not deprecated */
 };
 
 struct gql_fdef {
@@ -62,7 +62,7 @@ struct gql_tdef {
     enum gql_kind kind;
     const char *name;
     const char *description;
-    const char *specified_by; /* SCALAR: the @specifiedBy url, or NULL */
+    const char *specified_by;      /* SCALAR: the @specifiedBy url, or NULL */
     const struct gql_fdef *fields; /* OBJECT */
     int n_fields;
     const struct gql_ivalue *input_fields; /* INPUT_OBJECT */

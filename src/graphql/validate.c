@@ -28,10 +28,9 @@ static json_t *loc_json(struct gql_location l)
 }
 
 /* An error with one or two locations (b.line == 0: none). */
-static void verr(struct vctx *v, struct gql_location a, struct gql_location b, const char *fmt,
-                 ...) __attribute__((format(printf, 4, 5)));
-static void verr(struct vctx *v, struct gql_location a, struct gql_location b, const char *fmt,
-                 ...)
+static void verr(struct vctx *v, struct gql_location a, struct gql_location b, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void verr(struct vctx *v, struct gql_location a, struct gql_location b, const char *fmt, ...)
 {
     if (v->full)
         return;
@@ -63,8 +62,7 @@ static void verr(struct vctx *v, struct gql_location a, struct gql_location b, c
 
 static const struct gql_location NOLOC = {0, 0};
 
-static const struct gql_definition *fragment_find(const struct gql_document *doc,
-                                                  const char *name)
+static const struct gql_definition *fragment_find(const struct gql_document *doc, const char *name)
 {
     for (const struct gql_definition *d = doc->definitions; d; d = d->next)
         if (d->kind == GQL_DEFINITION_FRAGMENT && strcmp(d->name, name) == 0)
@@ -185,8 +183,8 @@ static void cycle_detect(struct cycles *c, const struct gql_definition *f)
                 size_t at = 0;
                 for (size_t k = (size_t)c->path_index[gi]; k + 1 < c->path_n && at < sizeof via;
                      k++)
-                    at += (size_t)snprintf(via + at, sizeof via - at, "%s\"%s\"",
-                                           at ? ", " : "", c->path[k]->name);
+                    at += (size_t)snprintf(via + at, sizeof via - at, "%s\"%s\"", at ? ", " : "",
+                                           c->path[k]->name);
                 verr(c->v, sp.s[i]->loc, NOLOC, "Cannot spread fragment \"%s\" within itself%s%s.",
                      sp.s[i]->name, via[0] ? " via " : "", via);
                 c->found = true;
@@ -201,8 +199,12 @@ static void cycle_detect(struct cycles *c, const struct gql_definition *f)
 static bool check_cycles(struct vctx *v)
 {
     size_t n = v->doc->definition_count;
-    struct cycles c = {v, calloc(n, sizeof(bool)), malloc(n * sizeof(int)),
-                       malloc((size_t)(v->doc->token_count + 1) * sizeof(void *)), 0, false};
+    struct cycles c = {v,
+                       calloc(n, sizeof(bool)),
+                       malloc(n * sizeof(int)),
+                       malloc((size_t)(v->doc->token_count + 1) * sizeof(void *)),
+                       0,
+                       false};
     if (!c.visited || !c.path_index || !c.path) {
         free(c.visited);
         free(c.path_index);
@@ -284,12 +286,14 @@ static bool check_limits(struct vctx *v)
         if (k.depth > GQL_VALIDATE_DEPTH_MAX) {
             verr(v, d->loc, NOLOC,
                  "The %s is %zu levels deep (fragments expanded); at most %d are allowed.",
-                 d->kind == GQL_DEFINITION_OPERATION ? "operation" : "fragment", k.depth, GQL_VALIDATE_DEPTH_MAX);
+                 d->kind == GQL_DEFINITION_OPERATION ? "operation" : "fragment", k.depth,
+                 GQL_VALIDATE_DEPTH_MAX);
             ok = false;
         } else if (k.fields > GQL_VALIDATE_FIELDS_MAX) {
             verr(v, d->loc, NOLOC,
                  "The %s selects %zu fields (fragments expanded); at most %d are allowed.",
-                 d->kind == GQL_DEFINITION_OPERATION ? "operation" : "fragment", k.fields, GQL_VALIDATE_FIELDS_MAX);
+                 d->kind == GQL_DEFINITION_OPERATION ? "operation" : "fragment", k.fields,
+                 GQL_VALIDATE_FIELDS_MAX);
             ok = false;
         }
     }
@@ -327,8 +331,7 @@ static void check_args(struct vctx *v, const struct gql_argument *args,
             const struct gql_argument *first = args;
             while (strcmp(first->name, a->name) != 0)
                 first = first->next;
-            verr(v, first->loc, a->loc, "There can be only one argument named \"%s\".",
-                 a->name);
+            verr(v, first->loc, a->loc, "There can be only one argument named \"%s\".", a->name);
             continue;
         }
         if (!d) {
@@ -357,8 +360,7 @@ static void check_args(struct vctx *v, const struct gql_argument *args,
     }
 }
 
-static void check_directives(struct vctx *v, const struct gql_directive *dirs,
-                             const char *location)
+static void check_directives(struct vctx *v, const struct gql_directive *dirs, const char *location)
 {
     for (const struct gql_directive *d = dirs; d; d = d->next) {
         const struct gql_ddef *dd = gql_directive_find(d->name);
@@ -375,8 +377,7 @@ static void check_directives(struct vctx *v, const struct gql_directive *dirs,
             for (const struct gql_directive *e = dirs; e != d; e = e->next)
                 if (strcmp(e->name, d->name) == 0) {
                     verr(v, e->loc, d->loc,
-                         "The directive \"@%s\" can only be used once at this location.",
-                         d->name);
+                         "The directive \"@%s\" can only be used once at this location.", d->name);
                     break;
                 }
         check_args(v, d->arguments, dd->args, dd->n_args, true, NULL, d->name, d->loc);
@@ -457,9 +458,9 @@ static bool args_equal(const struct gql_argument *a, const struct gql_argument *
 static bool conflict(const struct gql_document *doc, const struct gql_selection *a,
                      const struct gql_selection *b, char *why, size_t cap, int depth);
 
-static bool set_conflict(const struct gql_document *doc, struct fieldset *fs, char *why,
-                         size_t cap, const struct gql_selection **ca,
-                         const struct gql_selection **cb, int depth)
+static bool set_conflict(const struct gql_document *doc, struct fieldset *fs, char *why, size_t cap,
+                         const struct gql_selection **ca, const struct gql_selection **cb,
+                         int depth)
 {
     for (size_t i = 0; i < fs->n; i++)
         for (size_t j = i + 1; j < fs->n; j++)
@@ -638,8 +639,8 @@ static void usage_add(struct usages *us, const struct gql_value *val, const stru
     us->u[us->n++] = (struct usage){val->text, val->loc, t, has_default};
 }
 
-static void value_usages(struct usages *us, const struct gql_value *val,
-                         const struct gql_tref *t, bool has_default)
+static void value_usages(struct usages *us, const struct gql_value *val, const struct gql_tref *t,
+                         bool has_default)
 {
     if (val->kind == GQL_VALUE_VARIABLE) {
         usage_add(us, val, t, has_default);
@@ -680,8 +681,7 @@ static void dirs_usages(struct usages *us, const struct gql_directive *dirs)
 }
 
 static void sel_usages(const struct gql_document *doc, struct usages *us,
-                       const struct gql_tdef *parent, const struct gql_selection *s,
-                       bool *visited)
+                       const struct gql_tdef *parent, const struct gql_selection *s, bool *visited)
 {
     for (; s; s = s->next) {
         dirs_usages(us, s->directives);
@@ -690,8 +690,8 @@ static void sel_usages(const struct gql_document *doc, struct usages *us,
             args_usages(us, s->arguments, f ? f->args : NULL, f ? f->n_args : 0);
             sel_usages(doc, us, f ? gql_tref_named(f->type) : NULL, s->selection_set, visited);
         } else if (s->kind == GQL_SELECTION_INLINE_FRAGMENT) {
-            const struct gql_tdef *t = s->type_condition ? gql_type_find(s->type_condition)
-                                                         : parent;
+            const struct gql_tdef *t =
+                s->type_condition ? gql_type_find(s->type_condition) : parent;
             sel_usages(doc, us, t, s->selection_set, visited);
         } else {
             const struct gql_definition *f = fragment_find(doc, s->name);
@@ -699,8 +699,7 @@ static void sel_usages(const struct gql_document *doc, struct usages *us,
             if (f && !visited[i]) {
                 visited[i] = true;
                 dirs_usages(us, f->directives);
-                sel_usages(doc, us, gql_type_find(f->type_condition), f->selection_set,
-                           visited);
+                sel_usages(doc, us, gql_type_find(f->type_condition), f->selection_set, visited);
             }
         }
     }
@@ -756,13 +755,12 @@ static const struct gql_tref *ast_tref(const struct gql_type *t, struct gql_tref
 static void check_variables(struct vctx *v, const struct gql_definition *op)
 {
     char tn[128], en[128];
-    const struct gql_tdef *root = op->operation == GQL_OPERATION_MUTATION ? gql_mutation_type
-                                                                         : gql_query_type;
+    const struct gql_tdef *root =
+        op->operation == GQL_OPERATION_MUTATION ? gql_mutation_type : gql_query_type;
     for (const struct gql_variable_definition *d = op->variables; d; d = d->next) {
         for (const struct gql_variable_definition *e = op->variables; e != d; e = e->next)
             if (strcmp(e->name, d->name) == 0) {
-                verr(v, e->loc, d->loc, "There can be only one variable named \"$%s\".",
-                     d->name);
+                verr(v, e->loc, d->loc, "There can be only one variable named \"$%s\".", d->name);
                 break;
             }
         check_directives(v, d->directives, "VARIABLE_DEFINITION");
@@ -812,8 +810,8 @@ static void check_variables(struct vctx *v, const struct gql_definition *op)
             want = want->of;
         if (!compatible(d->type, want))
             verr(v, d->loc, u->loc,
-                 "Variable \"$%s\" of type \"%s\" used in position expecting type \"%s\".",
-                 u->name, gql_ast_type_print(d->type, tn, sizeof tn),
+                 "Variable \"$%s\" of type \"%s\" used in position expecting type \"%s\".", u->name,
+                 gql_ast_type_print(d->type, tn, sizeof tn),
                  gql_tref_print(u->expected, en, sizeof en));
     }
     for (const struct gql_variable_definition *d = op->variables; d; d = d->next) {
@@ -833,8 +831,7 @@ static void check_variables(struct vctx *v, const struct gql_definition *op)
 
 /* ---- NoUnusedFragments ---- */
 
-static void mark_used(const struct gql_document *doc, const struct gql_selection *s,
-                      bool *used)
+static void mark_used(const struct gql_document *doc, const struct gql_selection *s, bool *used)
 {
     struct spreads sp = {0};
     spreads_collect(s, &sp);
@@ -873,10 +870,10 @@ int gql_validate(const struct gql_document *doc, json_t *errors)
         return v.n; /* too costly to look further */
     for (const struct gql_definition *d = doc->definitions; d && !v.full; d = d->next) {
         if (d->kind == GQL_DEFINITION_OPERATION) {
-            const struct gql_tdef *root =
-                d->operation == GQL_OPERATION_QUERY      ? gql_query_type
-                : d->operation == GQL_OPERATION_MUTATION ? gql_mutation_type
-                                                         : NULL;
+            const struct gql_tdef *root = d->operation == GQL_OPERATION_QUERY ? gql_query_type
+                                          : d->operation == GQL_OPERATION_MUTATION
+                                              ? gql_mutation_type
+                                              : NULL;
             check_directives(&v, d->directives,
                              d->operation == GQL_OPERATION_QUERY      ? "QUERY"
                              : d->operation == GQL_OPERATION_MUTATION ? "MUTATION"

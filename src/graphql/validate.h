@@ -4,9 +4,9 @@
  *
  * Messages follow the reference implementation's (graphql-js), e.g.
  *   Cannot query field "x" on type "Query".
- *   Field "purchase" argument "input" of type "PurchaseInput!" is required, but it was not provided.
- *   Variable "$x" is never used.
- * so that a client sees the same words from tally as from any other GraphQL server. */
+ *   Field "purchase" argument "input" of type "PurchaseInput!" is required, but it was not
+ * provided. Variable "$x" is never used. so that a client sees the same words from tally as from
+ * any other GraphQL server. */
 #ifndef TALLY_GRAPHQL_VALIDATE_H
 #define TALLY_GRAPHQL_VALIDATE_H
 
@@ -17,10 +17,10 @@
 /* Limits, on top of the parser's (size, tokens, nesting). The introspection query of
  * graphql-js (getIntrospectionQuery) is 13 levels deep and selects about 150 fields with its
  * fragments expanded; tally's own schema nests at most 5 levels. */
-#define GQL_VALIDATE_DEPTH_MAX 20   /* selection depth, fragments expanded */
+#define GQL_VALIDATE_DEPTH_MAX 20    /* selection depth, fragments expanded */
 #define GQL_VALIDATE_FIELDS_MAX 1000 /* field selections, fragments expanded: bounds the work */
-#define GQL_VALIDATE_ALIASES_MAX 50 /* aliases in the document: refuses alias bombs */
-#define GQL_VALIDATE_ERRORS_MAX 100 /* as graphql-js: then "Too many validation errors" */
+#define GQL_VALIDATE_ALIASES_MAX 50  /* aliases in the document: refuses alias bombs */
+#define GQL_VALIDATE_ERRORS_MAX 100  /* as graphql-js: then "Too many validation errors" */
 
 /* Validate doc. Appends one {"message", "locations"} object per problem to errors (a JSON
  * array, borrowed) and returns how many it appended: 0 means valid. */

@@ -162,8 +162,8 @@ enum leaf_in { IN_INT, IN_FLOAT, IN_STRING, IN_BOOL, IN_ENUM, IN_OTHER };
 
 /* One leaf from a (kind, text) pair common to literals and JSON. `shown` is how the input is
  * printed in a message. */
-static json_t *leaf(const struct gql_tdef *t, enum leaf_in k, const char *text, size_t len,
-                    bool b, double real, bool from_json, const char *shown, char *err, size_t cap)
+static json_t *leaf(const struct gql_tdef *t, enum leaf_in k, const char *text, size_t len, bool b,
+                    double real, bool from_json, const char *shown, char *err, size_t cap)
 {
     const char *n = t->name;
     if (t->kind == GQL_KIND_ENUM) {
@@ -210,7 +210,8 @@ static json_t *leaf(const struct gql_tdef *t, enum leaf_in k, const char *text, 
             return json_string(buf);
         }
         if (k != IN_STRING && k != IN_INT)
-            return fail(err, cap, "ID cannot represent a non-string and non-integer value: %s", shown);
+            return fail(err, cap, "ID cannot represent a non-string and non-integer value: %s",
+                        shown);
         return json_stringn(text, len);
     }
     if (strcmp(n, "Money") == 0) {
@@ -340,8 +341,8 @@ json_t *gql_coerce_literal(const struct gql_tref *t, const struct gql_value *v, 
                      : v->kind == GQL_VALUE_ENUM    ? IN_ENUM
                                                     : IN_OTHER;
     char why[GQL_ERROR_MESSAGE_BYTES + GQL_VALUE_TEXT_MAX];
-    json_t *x = leaf(d, k, v->text ? v->text : "", v->text ? v->text_len : 0, v->boolean, 0,
-                     false, shown, why, sizeof why);
+    json_t *x = leaf(d, k, v->text ? v->text : "", v->text ? v->text_len : 0, v->boolean, 0, false,
+                     shown, why, sizeof why);
     if (x)
         return x;
     return fail(err, cap, "%s", why); /* as graphql-js: the scalar's own words */
@@ -394,8 +395,7 @@ json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t c
         json_object_foreach(v, key, x)
         {
             if (!gql_ivalue_find(d->input_fields, d->n_input_fields, key))
-                return fail(err, cap, "Field \"%s\" is not defined by type \"%s\".", key,
-                            d->name);
+                return fail(err, cap, "Field \"%s\" is not defined by type \"%s\".", key, d->name);
         }
         json_t *obj = json_object();
         for (int i = 0; i < d->n_input_fields; i++) {

@@ -39,10 +39,10 @@ static int fake_resolve(void *arg, struct gql_rctx *c, json_t **out)
             json_int_t limit = json_integer_value(json_object_get(c->args, "limit"));
             json_t *a = json_array();
             for (json_int_t i = 0; i < limit && i < 3; i++)
-                json_array_append_new(a, json_pack("{s:I, s:s, s:s, s:s, s:i, s:i}", "rank",
-                                                   i + 1, "userId", "u", "name",
-                                                   i == 1 ? "broken" : "N", "email", "e",
-                                                   "totalReferrals", 1, "convertedReferrals", 1));
+                json_array_append_new(a, json_pack("{s:I, s:s, s:s, s:s, s:i, s:i}", "rank", i + 1,
+                                                   "userId", "u", "name", i == 1 ? "broken" : "N",
+                                                   "email", "e", "totalReferrals", 1,
+                                                   "convertedReferrals", 1));
             /* entry 2 lacks nothing; entry with name "broken" loses its name below */
             if (json_array_size(a) > 1)
                 json_object_set_new(json_array_get(a, 1), "name", json_null());
@@ -77,15 +77,15 @@ static int fake_resolve(void *arg, struct gql_rctx *c, json_t **out)
             "s:b}",
             "purchase", "id", "p1", "transactionId", tid, "customerId", "c", "quantity",
             (int)json_integer_value(json_object_get(in, "quantity")), "amount", "1.00",
-            "amountCents", 100, "refundedAmount", "0.00", "refundedAmountCents", 0,
-            "pointsAwarded", 2, "commissions", "purchasedAt", "2026-01-01T00:00:00.000Z",
-            "createdAt", "2026-01-01T00:00:00.000Z", "pointsAwarded", 2, "pointsBalance",
+            "amountCents", 100, "refundedAmount", "0.00", "refundedAmountCents", 0, "pointsAwarded",
+            2, "commissions", "purchasedAt", "2026-01-01T00:00:00.000Z", "createdAt",
+            "2026-01-01T00:00:00.000Z", "pointsAwarded", 2, "pointsBalance",
             (json_int_t)f->purchases * 2, "commissions", "duplicate", 0);
         return 0;
     }
     if (strcmp(t, "Customer") == 0 && strcmp(n, "wallet") == 0) {
-        *out = json_pack("{s:s, s:i, s:i, s:s}", "balance", "1.50", "balanceCents", 150,
-                         "points", 7, "currency", "USD");
+        *out = json_pack("{s:s, s:i, s:i, s:s}", "balance", "1.50", "balanceCents", 150, "points",
+                         7, "currency", "USD");
         return 0;
     }
     return GQL_DEFAULT;
@@ -170,8 +170,7 @@ static void test_argument_defaults_and_variables(void **state)
      * which is non-null -> data is null */
     assert_true(json_is_null(json_object_get(r, "data")));
     json_decref(r);
-    expect_json(run(&f, "query($n: Int) { leaderboard(limit: $n) { rank } }", "{\"n\": 1}",
-                    NULL),
+    expect_json(run(&f, "query($n: Int) { leaderboard(limit: $n) { rank } }", "{\"n\": 1}", NULL),
                 "{\"data\": {\"leaderboard\": [{\"rank\": 1}]}}");
 }
 

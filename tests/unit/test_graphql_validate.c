@@ -160,13 +160,14 @@ static void test_arguments(void **state)
     invalid("{ leaderboard(limit: \"ten\") { rank } }",
             "Int cannot represent non-integer value: \"ten\"");
     invalid_at("{ leaderboard(limit: 3000000000) { rank } }",
-            "Int cannot represent non 32-bit signed integer value: 3000000000", true, 1, 22);
+               "Int cannot represent non 32-bit signed integer value: 3000000000", true, 1, 22);
     invalid("{ leaderboard(period: YEAR) { rank } }",
             "Value \"YEAR\" does not exist in \"LeaderboardPeriod\" enum.");
     invalid("{ leaderboard(period: \"ALL\") { rank } }",
             "Enum \"LeaderboardPeriod\" cannot represent non-enum value: \"ALL\".");
     invalid("{ customer(id: null) { id } }", "Expected value of type \"ID!\", found null.");
-    invalid("{ customer(id: 1.5) { id } }", "ID cannot represent a non-string and non-integer value: 1.5");
+    invalid("{ customer(id: 1.5) { id } }",
+            "ID cannot represent a non-string and non-integer value: 1.5");
     invalid("{ promotions(date: \"2023-02-29\") { id } }", "Date cannot represent");
     invalid("mutation { purchase(input: {customerId: \"c\"}) { duplicate } }",
             "Field \"PurchaseInput.transactionId\" of required type \"String!\" was not "
@@ -249,7 +250,8 @@ static void test_directives(void **state)
 {
     (void)state;
     invalid("{ __typename @nope }", "Unknown directive \"@nope\".");
-    invalid("query @skip(if: true) { __typename }", "Directive \"@skip\" may not be used on QUERY.");
+    invalid("query @skip(if: true) { __typename }",
+            "Directive \"@skip\" may not be used on QUERY.");
     invalid("{ __typename @skip(if: true) @skip(if: false) }",
             "The directive \"@skip\" can only be used once at this location.");
     invalid("{ __typename @include }", "Directive \"@include\" argument \"if\" of type "
