@@ -784,7 +784,7 @@ int api_graphql_get(struct req *r)
         return request_error(r, 413, err_code(TE_TOO_LARGE), "The query is too large.");
     if (vars && vars[0]) {
         json_error_t jerr;
-        g->body = json_loads(vars, 0, &jerr);
+        g->body = json_loads(vars, JSON_DECODE_ANY, &jerr);
         if (!g->body || !(json_is_object(g->body) || json_is_null(g->body)))
             return request_error(r, 400, err_code(TE_VALIDATION),
                                  "Variables must be provided as a JSON object.");
