@@ -18,6 +18,7 @@ The pinned package is installed into tests/graphql-ref/node_modules (ignored by 
 
 import difflib
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -326,16 +327,47 @@ MUTATIONS = [
 ]
 
 
+TOKEN_RE = re.compile(r'"""(?:[^"\\]|\\.|"(?!""))*"""|"(?:[^"\\\n]|\\.)*"|\.\.\.|[-\w.]+|\S')
+RANDOM_MUTANTS_PER_SEED = 5
+
+
+def _random_mutants(doc, rng):
+    """Token-level edits chosen by rng: delete, duplicate, move or replace one token (by another
+    of the same document). Most break the syntax; some break only the validation rules; a few
+    keep the document valid."""
+    toks = TOKEN_RE.findall(doc)
+    out = []
+    for _ in range(RANDOM_MUTANTS_PER_SEED):
+        t = list(toks)
+        i = rng.randrange(len(t))
+        op = rng.choice(("delete", "duplicate", "replace", "swap"))
+        if op == "delete":
+            del t[i]
+        elif op == "duplicate":
+            t.insert(i, t[i])
+        elif op == "replace":
+            t[i] = rng.choice(toks)
+        elif i + 1 < len(t):
+            t[i], t[i + 1] = t[i + 1], t[i]
+        out.append((f"{op}{i}", " ".join(t)))
+    return out
+
+
 def _corpus():
     """[(id, query, variables, operationName)]: the seeds, the hand-written invalid documents,
     and every mutation of every seed that changes it (deduplicated)."""
-    out, seen = [], set()
+    out, seen, idents = [], set(), set()
 
     def add(ident, query, variables, op):
         key = (query, json.dumps(variables, sort_keys=True), op)
         if key in seen:
             return
         seen.add(key)
+        base, n = ident, 1
+        while ident in idents:  # the verdicts are looked up by id: ids must be unique
+            n += 1
+            ident = f"{base}-{n}"
+        idents.add(ident)
         out.append((ident, query, variables, op))
 
     for name, q, v, op in SEEDS:
@@ -351,6 +383,11 @@ def _corpus():
             mq = fn(q)
             if mq != q:
                 add(f"mut-{name}-{mname}", mq, v, op)
+    rng = random.Random(8)  # fixed: the same corpus on every run
+    for name, q, v, op in SEEDS:
+        for edit, mq in _random_mutants(q, rng):
+            if mq != q:
+                add(f"rnd-{name}-{edit}", mq, v, op)
     return out
 
 
