@@ -892,6 +892,50 @@ def test_without_credentials_data_fields_are_unauthorized(tally, shop, world, ab
     assert snapshot(tally) == before
 
 
+AUTH_FIELDS = {
+    "me": "{ me { id } }",
+    "customer": '{ customer(id: "%(self)s") { id } }',
+    "purchase": '{ purchase(transactionId: "none") { id } }',
+    "promotions": "{ promotions { id } }",
+    "leaderboard": "{ leaderboard { rank } }",
+    "referrals": "{ referrals { edges { cursor } } }",
+    "earnings": "{ earnings { level } }",
+    "rewards": "{ rewards { id } }",
+    "redeem": 'mutation { redeem(itemId: "none") { costPoints } }',
+    "refund": 'mutation { refund(input: {transactionId: "none"}) { amount } }',
+}
+# Per caller, the fields it may not use and the code they answer; every other field runs (an
+# error it may answer then is about the data: purchase_not_found, item_not_found).
+AUTH_REFUSED = {
+    "none": {f: "unauthorized" for f in AUTH_FIELDS},
+    "admin": {f: "forbidden" for f in ("referrals", "earnings", "rewards", "redeem")},
+    "pos": {f: "forbidden" for f in ("referrals", "earnings", "rewards", "redeem")},
+    "app": {f: "forbidden" for f in ("referrals", "earnings", "rewards", "redeem")},
+    "user": {f: "forbidden" for f in ("purchase", "refund")},
+}
+
+
+@pytest.mark.parametrize("caller", list(AUTH_REFUSED))
+def test_who_may_use_which_field(tally, shop, caller):
+    """The schema's descriptions say who may use what: API keys for the till's mutations and
+    the back office's reads, a user (JWT) for their own views and redemptions."""
+    u = shop.user("Auth")
+    token = {"none": None, "admin": shop.admin, "user": u["token"]}.get(caller)
+    if token is None and caller in ("pos", "app"):
+        token = tally.apikey(caller, name=caller)
+    g = GQL(tally, token)
+    for field, q in AUTH_FIELDS.items():
+        r = g.post(q % {"self": u["id"]})
+        body = body_of(r)
+        assert r.status_code == 200 and "data" in body, (field, r.text)
+        codes = [error_code(e) for e in body.get("errors") or []]
+        want = AUTH_REFUSED[caller].get(field)
+        if want:
+            assert codes == [want], (caller, field, body)
+        else:
+            assert not set(codes) & {"unauthorized", "forbidden"}, (caller, field, body)
+
+
 def test_a_bad_token_is_refused(tally, abc):
     a, b, c = abc
     for tok in ("tally_" + "0" * 48, "garbage.jwt.token"):
