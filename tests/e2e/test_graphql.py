@@ -456,6 +456,39 @@ def test_redeem_mutation_spends_points(tally, shop, gql, world):
     assert shop.wallet(buyer)[1] == 4
 
 
+def test_parallel_refunds_and_redemptions(tally, shop, gql, world):
+    """20 copies of one refund reverse once; 20 redemptions at once spend only what the balance
+    holds (the REST guarantees, through the GraphQL door)."""
+    buyer = shop.user("Par")
+    tid = txid("pref")
+    gql.buy(purchase_input(tid, buyer, "50.00", world["rt"], world["beer"], purchasedAt=WHEN))
+    assert shop.wallet(buyer)[1] == 100
+    sessions = [session() for _ in range(20)]
+    try:
+        g = GQL(tally, world["till"])
+        inp = {"transactionId": tid, "amount": "10.00", "refundId": "r-1"}
+        q = "mutation($i: RefundInput!) { refund(input: $i) { refundId pointsReversed duplicate } }"
+        res = run_workers(20, lambda i: assert_ok(g.post(q, {"i": inp}, session=sessions[i])))
+        assert sorted(r["refund"]["duplicate"] for r in res) == [False] + [True] * 19
+        assert len({r["refund"]["refundId"] for r in res}) == 1
+        assert all(r["refund"]["pointsReversed"] == 20 for r in res)
+        assert shop.wallet(buyer)[1] == 80
+        item = shop.item(10)
+        me = GQL(tally, buyer["token"])
+        q = "mutation($i: ID!) { redeem(itemId: $i) { pointsBalance } }"
+        res = run_workers(20, lambda i: me.post(q, {"i": item["id"]}, session=sessions[i]))
+    finally:
+        for s in sessions:
+            s.close()
+    bodies = [body_of(r) for r in res]
+    ok = [b for b in bodies if not b.get("errors")]
+    refused = [b for b in bodies if b.get("errors")]
+    assert len(ok) == 8 and len(refused) == 12, bodies
+    assert sorted(b["data"]["redeem"]["pointsBalance"] for b in ok) == list(range(0, 80, 10))
+    assert all([error_code(e) for e in b["errors"]] == ["insufficient_points"] for b in refused)
+    assert shop.wallet(buyer)[1] == 0
+
+
 # ---- queries ----
 
 
