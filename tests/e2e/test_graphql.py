@@ -691,6 +691,27 @@ def test_fragments_aliases_directives_and_typename(tally, shop, gql, world, abc)
                     "again": {"pointsBalance": 2, "duplicate": True}}
 
 
+def test_a_failed_mutation_stops_the_ones_after_it(tally, shop, gql):
+    """Mutations run in document order; a failed one nulls `data` (its result is non-null), and
+    those after it are not run, as in the reference implementation. Those before it are
+    recorded although the answer cannot show them: sending the document again (corrected)
+    answers them as duplicates."""
+    buyer = shop.user("Serial")
+    t1, t2, t3 = txid("s1"), txid("s2"), txid("s3")
+    m = """mutation($c: ID!, $t1: String!, $t2: String!, $t3: String!) {
+      one: purchase(input: {transactionId: $t1, customerId: $c, amount: "1.00"}) { duplicate }
+      two: purchase(input: {transactionId: $t2, customerId: "no-such-user", amount: "1.00"})
+        { duplicate }
+      three: purchase(input: {transactionId: $t3, customerId: $c, amount: "1.00"}) { duplicate }
+    }"""
+    body = assert_field_errors(gql.post(m, {"c": buyer["id"], "t1": t1, "t2": t2, "t3": t3}),
+                               codes=["user_not_found"])
+    assert body["data"] is None and body["errors"][0]["path"] == ["two"], body
+    rows = tally.sql("SELECT transaction_id FROM purchases WHERE transaction_id IN (?, ?, ?)",
+                     (t1, t2, t3))
+    assert rows == [(t1,)]
+
+
 def test_operation_name_chooses_the_operation(gql):
     doc = "query A { a: __typename } query B { b: __typename }"
     assert gql.ok(doc, operation_name="B") == {"b": "Query"}
