@@ -352,6 +352,25 @@ def test_an_expired_promotion_awards_no_points(tally, shop, gql, world, abc):
     assert res["pointsAwarded"] == 50
 
 
+def test_promotion_dates_are_the_retailers_local_dates(tally, shop, gql, world):
+    """Seed 002: time zones. A promotion ending 2026-11-20 at a New York retailer covers 22:00
+    there on the 20th (03:00 UTC on the 21st), not 00:30 on the 21st; an offset in purchasedAt
+    is honoured."""
+    p = shop.product(price="1.00")
+    shop.promotion(p, "3", retailer=world["rt"], start="2026-11-20", end="2026-11-20")
+    buyer = shop.user("Tz")
+
+    def points(when):
+        return gql.buy(purchase_input(txid("tz"), buyer, "10.00", world["rt"], p,
+                                      purchasedAt=when))["pointsAwarded"]
+
+    assert points("2026-11-21T03:00:00Z") == 30
+    assert points("2026-11-20T22:00:00-05:00") == 30
+    assert points("2026-11-21T05:30:00Z") == 0
+    assert points("2026-11-20T04:59:59Z") == 0  # 23:59:59 on the 19th in New York
+    assert points("2026-11-20T00:00:00-05:00") == 30
+
+
 def test_one_transaction_id_from_two_retailers_is_two_purchases(tally, shop, world, abc):
     """Seed 002: duplicate transaction ids across retailers: the key is (retailer, id)."""
     a, b, c = abc
@@ -1045,8 +1064,11 @@ def test_get_runs_queries_but_not_mutations(tally, shop, gql, world, abc):
     assert r.status_code == 405, r.text
     assert snapshot(tally) == before
     assert_request_error(gql.get("{ me { nope } }"), contains='Cannot query field "nope"')
-    r = gql.get(params={})
-    assert r.status_code == 400, r.text
+    for params in ({}, {"query": "{ __typename }", "variables": "{not json"},
+                   {"query": "{ __typename }", "variables": "[1]"}):
+        r = gql.get(params=params)
+        assert r.status_code == 400, (params, r.text)
+        assert "data" not in body_of(r), r.text
 
 
 def test_partial_data_when_a_nullable_field_fails(tally, shop, world, abc):
