@@ -935,6 +935,12 @@ def test_too_many_tokens_or_fields_are_refused(tally, gql):
     assert _contains_any(errors, ("field", "limit")), errors
 
 
+def test_an_application_graphql_body_is_the_document(tally):
+    r = tally.session.post(tally.url + "/graphql", data="{ __typename }",
+                           headers={"Content-Type": "application/graphql"})
+    assert assert_ok(r) == {"__typename": "Query"}
+
+
 def test_requests_that_are_not_graphql_requests_are_400(gql):
     for body in ("not json", "[]", "{}", '{"query": 5}', '{"query": "{ me { id } }", '
                  '"variables": [1]}', '{"query": "{ me { id } }", "operationName": 5}'):
