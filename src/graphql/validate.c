@@ -19,7 +19,9 @@ struct vctx {
     const struct gql_document *doc;
     json_t *errors;
     int n;
-    bool full; /* the error limit was reached */
+    bool full;   /* the error limit was reached */
+    bool cycles; /* fragments spread themselves: rules that expand fragments stay away */
+    long budget; /* field comparisons left for OverlappingFieldsCanBeMerged */
 };
 
 static json_t *loc_json(struct gql_location l)
@@ -455,17 +457,18 @@ static bool args_equal(const struct gql_argument *a, const struct gql_argument *
 }
 
 /* The reason two same-keyed fields cannot merge, into why[cap]; false when they can. */
-static bool conflict(const struct gql_document *doc, const struct gql_selection *a,
-                     const struct gql_selection *b, char *why, size_t cap, int depth);
+static bool conflict(struct vctx *v, const struct gql_selection *a, const struct gql_selection *b,
+                     char *why, size_t cap, int depth);
 
-static bool set_conflict(const struct gql_document *doc, struct fieldset *fs, char *why, size_t cap,
+static bool set_conflict(struct vctx *v, struct fieldset *fs, char *why, size_t cap,
                          const struct gql_selection **ca, const struct gql_selection **cb,
                          int depth)
 {
     for (size_t i = 0; i < fs->n; i++)
-        for (size_t j = i + 1; j < fs->n; j++)
-            if (fs->f[i] != fs->f[j] && strcmp(key_of(fs->f[i]), key_of(fs->f[j])) == 0 &&
-                conflict(doc, fs->f[i], fs->f[j], why, cap, depth)) {
+        for (size_t j = i + 1; j < fs->n && v->budget > 0; j++)
+            if (fs->f[i] != fs->f[j] && v->budget-- > 0 &&
+                strcmp(key_of(fs->f[i]), key_of(fs->f[j])) == 0 &&
+                conflict(v, fs->f[i], fs->f[j], why, cap, depth)) {
                 *ca = fs->f[i];
                 *cb = fs->f[j];
                 return true;
@@ -473,9 +476,10 @@ static bool set_conflict(const struct gql_document *doc, struct fieldset *fs, ch
     return false;
 }
 
-static bool conflict(const struct gql_document *doc, const struct gql_selection *a,
-                     const struct gql_selection *b, char *why, size_t cap, int depth)
+static bool conflict(struct vctx *v, const struct gql_selection *a, const struct gql_selection *b,
+                     char *why, size_t cap, int depth)
 {
+    const struct gql_document *doc = v->doc;
     if (strcmp(a->name, b->name) != 0) {
         snprintf(why, cap, "\"%s\" and \"%s\" are different fields", a->name, b->name);
         return true;
@@ -484,7 +488,7 @@ static bool conflict(const struct gql_document *doc, const struct gql_selection 
         snprintf(why, cap, "they have differing arguments");
         return true;
     }
-    if (!a->selection_set || !b->selection_set || depth > GQL_DEPTH_MAX)
+    if (!a->selection_set || !b->selection_set || depth > GQL_DEPTH_MAX || v->budget <= 0)
         return false;
     struct fieldset fs = {0};
     bool *visited = calloc(doc->definition_count, sizeof(bool));
@@ -494,9 +498,10 @@ static bool conflict(const struct gql_document *doc, const struct gql_selection 
     memset(visited, 0, doc->definition_count * sizeof(bool));
     fields_collect(doc, b->selection_set, &fs, visited, 0);
     free(visited);
+    v->budget -= (long)fs.n; /* collecting costs too */
     char inner[MSG_MAX];
     const struct gql_selection *x, *y;
-    bool c = set_conflict(doc, &fs, inner, sizeof inner, &x, &y, depth + 1);
+    bool c = set_conflict(v, &fs, inner, sizeof inner, &x, &y, depth + 1);
     free(fs.f);
     if (c)
         snprintf(why, cap, "subfields \"%s\" conflict because %.400s", key_of(x), inner);
@@ -505,6 +510,8 @@ static bool conflict(const struct gql_document *doc, const struct gql_selection 
 
 static void check_overlaps(struct vctx *v, const struct gql_selection *set)
 {
+    if (v->cycles || v->budget <= 0)
+        return; /* merging through a cycle never ends; past the budget, stop looking */
     struct fieldset fs = {0};
     bool *visited = calloc(v->doc->definition_count, sizeof(bool));
     if (!visited)
@@ -518,10 +525,11 @@ static void check_overlaps(struct vctx *v, const struct gql_selection *set)
             seen |= strcmp(key_of(fs.f[k]), key_of(fs.f[i])) == 0;
         if (seen)
             continue;
-        for (size_t j = i + 1; j < fs.n; j++) {
+        for (size_t j = i + 1; j < fs.n && v->budget > 0; j++) {
             char why[MSG_MAX];
-            if (fs.f[i] != fs.f[j] && strcmp(key_of(fs.f[i]), key_of(fs.f[j])) == 0 &&
-                conflict(v->doc, fs.f[i], fs.f[j], why, sizeof why, 0)) {
+            if (fs.f[i] != fs.f[j] && v->budget-- > 0 &&
+                strcmp(key_of(fs.f[i]), key_of(fs.f[j])) == 0 &&
+                conflict(v, fs.f[i], fs.f[j], why, sizeof why, 0)) {
                 verr(v, fs.f[i]->loc, fs.f[j]->loc,
                      "Fields \"%s\" conflict because %s. Use different aliases on the fields to "
                      "fetch both if this was intended.",
@@ -863,10 +871,10 @@ static void check_unused_fragments(struct vctx *v)
 
 int gql_validate(const struct gql_document *doc, json_t *errors)
 {
-    struct vctx v = {doc, errors, 0, false};
+    struct vctx v = {doc, errors, 0, false, false, GQL_VALIDATE_COMPARISONS_MAX};
     check_definitions(&v);
-    bool cycles = check_cycles(&v);
-    if (!cycles && !check_limits(&v))
+    v.cycles = check_cycles(&v);
+    if (!v.cycles && !check_limits(&v))
         return v.n; /* too costly to look further */
     for (const struct gql_definition *d = doc->definitions; d && !v.full; d = d->next) {
         if (d->kind == GQL_DEFINITION_OPERATION) {

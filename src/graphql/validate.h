@@ -20,7 +20,10 @@
 #define GQL_VALIDATE_DEPTH_MAX 20    /* selection depth, fragments expanded */
 #define GQL_VALIDATE_FIELDS_MAX 1000 /* field selections, fragments expanded: bounds the work */
 #define GQL_VALIDATE_ALIASES_MAX 50  /* aliases in the document: refuses alias bombs */
-#define GQL_VALIDATE_ERRORS_MAX 100  /* as graphql-js: then "Too many validation errors" */
+#define GQL_VALIDATE_COMPARISONS_MAX                                                               \
+    200000 /* field pairs OverlappingFieldsCanBeMerged may compare: bounds its time (about         \
+              10 ms), whatever the document; a legitimate query needs a few hundred */
+#define GQL_VALIDATE_ERRORS_MAX 100 /* as graphql-js: then "Too many validation errors" */
 
 /* Validate doc. Appends one {"message", "locations"} object per problem to errors (a JSON
  * array, borrowed) and returns how many it appended: 0 means valid. */

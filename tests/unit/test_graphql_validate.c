@@ -301,6 +301,17 @@ static void test_limits(void **state)
                  "fragment F%d on Query { ...F%d ...F%d ...F%d ...F%d } ", i, i - 1, i - 1, i - 1,
                  i - 1);
     invalid_at(fan, "fields (fragments expanded)", true, 0, 0);
+    /* Found by fuzzing: a fragment cycle under same-named fields made the overlap rule's
+     * merging recurse exponentially; now it reports the cycle at once. */
+    invalid("{ __schema { types { ...T } } } fragment T on __Type { ofType { ...T } ofType { "
+            "...T name } kind }",
+            "Cannot spread fragment \"T\" within itself.");
+    /* Many identical deep selections: the comparisons are bounded, and nothing conflicts. */
+    char same[16384] = "{ ";
+    for (int i = 0; i < 40; i++)
+        strcat(same, "__schema { types { fields { type { ofType { name } } } } } ");
+    strcat(same, "}");
+    valid(same);
 }
 
 int main(void)
