@@ -163,6 +163,20 @@ struct cycles {
     bool found;
 };
 
+/* Out of line: the message buffer stays off the recursion's stack frames. */
+static __attribute__((noinline)) void cycle_report(struct cycles *c,
+                                                   const struct gql_selection *spread, size_t from)
+{
+    char via[MSG_MAX] = "";
+    size_t at = 0;
+    for (size_t k = from; k + 1 < c->path_n && at < sizeof via; k++)
+        at += (size_t)snprintf(via + at, sizeof via - at, "%s\"%s\"", at ? ", " : "",
+                               c->path[k]->name);
+    verr(c->v, spread->loc, NOLOC, "Cannot spread fragment \"%s\" within itself%s%s.", spread->name,
+         via[0] ? " via " : "", via);
+    c->found = true;
+}
+
 /* NoFragmentCycles, as graphql-js: each cycle reported once, from where it closes. */
 static void cycle_detect(struct cycles *c, const struct gql_definition *f)
 {
@@ -181,15 +195,7 @@ static void cycle_detect(struct cycles *c, const struct gql_definition *f)
             if (g && c->path_index[gi] < 0) {
                 cycle_detect(c, g);
             } else if (g) {
-                char via[MSG_MAX] = "";
-                size_t at = 0;
-                for (size_t k = (size_t)c->path_index[gi]; k + 1 < c->path_n && at < sizeof via;
-                     k++)
-                    at += (size_t)snprintf(via + at, sizeof via - at, "%s\"%s\"", at ? ", " : "",
-                                           c->path[k]->name);
-                verr(c->v, sp.s[i]->loc, NOLOC, "Cannot spread fragment \"%s\" within itself%s%s.",
-                     sp.s[i]->name, via[0] ? " via " : "", via);
-                c->found = true;
+                cycle_report(c, sp.s[i], (size_t)c->path_index[gi]);
             }
             c->path_n--;
         }
