@@ -27,7 +27,7 @@ PY      := /usr/bin/python3
 PORT    ?= 8080
 DB      ?= ./tally.db
 
-.PHONY: all deps run test unit e2e bench asan clean format
+.PHONY: all deps run test unit e2e bench asan clean format fuzz fuzz-ci graphql-ref-deps
 
 all: build/tally
 
@@ -67,7 +67,54 @@ e2e: build/tally-asan build/tally
 
 test: deps
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz-ci
+	@$(MAKE) --no-print-directory graphql-ref-deps
 	@$(MAKE) --no-print-directory e2e
+
+# ---- GraphQL: the reference implementation (graphql-js from the npm registry, run with node) ----
+# tests/e2e/test_graphql_ref.py drives tests/graphql-ref/ref.mjs; it installs the pinned package
+# itself when node_modules is missing, and so does this target (for `make test` on a new machine).
+# Debian's nodejs provides node; npm comes with it on machines with NodeSource's nodejs, else from
+# Debian's npm package (not listed in debian-packages.txt: it conflicts with NodeSource's nodejs).
+GQL_REF_DIR := tests/graphql-ref
+
+graphql-ref-deps:
+	@command -v npm >/dev/null 2>&1 || { echo 'graphql-ref: installing npm'; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm; }
+	@[ -d $(GQL_REF_DIR)/node_modules/graphql ] || \
+	  (cd $(GQL_REF_DIR) && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
+
+# ---- fuzzing: libFuzzer (clang, Debian's libclang-rt-14-dev) on the GraphQL parser ----
+# `make fuzz` runs FUZZ_SECONDS (default 300); `make test` runs fuzz-ci, a 20 s run. New inputs go
+# to build/fuzz/corpus (the committed seeds in tests/fuzz/corpus/graphql are only read); a crash
+# is written to build/fuzz/ and fails the run: replay it with `build/fuzz/fuzz_graphql_parse FILE`.
+FUZZ_CC      ?= clang
+FUZZ_FLAGS   := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer -g -O1
+FUZZ_SRC     := src/graphql/parse.c
+# With the validator present, the target validates every document that parses, against the schema.
+FUZZ_VALIDATE_SRC := $(wildcard src/graphql/validate.c)
+ifneq ($(FUZZ_VALIDATE_SRC),)
+FUZZ_SRC     += src/graphql/validate.c src/graphql/schema.c src/graphql/schema_data.c \
+                src/graphql/values.c src/core/util.c src/domain/money.c
+FUZZ_FLAGS   += -DFUZZ_VALIDATE
+FUZZ_LIBS    := -ljansson -lsodium -lm
+endif
+FUZZ_SECONDS ?= 300
+FUZZ_RUN      = build/fuzz/fuzz_graphql_parse -max_total_time=$(1) -max_len=8192 -timeout=10 \
+                -rss_limit_mb=1024 -dict=tests/fuzz/graphql.dict -artifact_prefix=build/fuzz/ \
+                -print_final_stats=1 build/fuzz/corpus tests/fuzz/corpus/graphql
+
+build/fuzz/fuzz_graphql_parse: tests/fuzz/fuzz_graphql_parse.c $(FUZZ_SRC) $(HDR)
+	@mkdir -p build/fuzz/corpus
+	$(FUZZ_CC) $(CSTD) $(WARN) -Isrc $(PKG_CFLAGS) $(FUZZ_FLAGS) -o $@ \
+	  tests/fuzz/fuzz_graphql_parse.c $(FUZZ_SRC) $(FUZZ_LIBS)
+
+fuzz: build/fuzz/fuzz_graphql_parse
+	$(call FUZZ_RUN,$(FUZZ_SECONDS))
+
+fuzz-ci: build/fuzz/fuzz_graphql_parse
+	$(call FUZZ_RUN,20)
 
 bench: deps build/tally
 	$(PY) bench/bench.py

@@ -44,6 +44,14 @@ int api_authenticate(struct req *r, unsigned need);
 struct lb_cache *lb_cache_new(void);
 void lb_cache_free(struct lb_cache *c);
 
+/* The leaderboard as GET /api/referral/leaderboard answers it (cached, emails masked for
+ * non-admins), as JSON text; *text is malloc'd, the caller frees it. 0 or TE_*. */
+int api_leaderboard_text(struct req *r, const char *period, int64_t since, int limit, int page,
+                         char **text, size_t *len);
+/* POST/GET /graphql (api/graphql.c). */
+int api_graphql_post(struct req *r);
+int api_graphql_get(struct req *r);
+
 /* Time zone cache (api/zones.c). zone_get returns a borrowed zone valid until
  * zone_cache_free, or NULL for an unknown name. */
 struct zone_cache *zone_cache_new(void);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api/app.h"
+#include "api/purchase.h"
 #include "core/err.h"
 #include "core/tz.h"
 #include "domain/money.h"
@@ -22,28 +23,23 @@
 
 struct money_ctx {
     struct store_write w;
-    struct req *r;
-    int rc;
 };
 
 static void committed(struct store_write *w)
 {
-    struct money_ctx *c = w->arg;
-    c->rc = w->rc;
-    req_resume(c->r); /* last touch of c here: the HTTP thread may free it from now on */
+    struct req *r = w->arg;
+    req_resume(r); /* last touch of w here: the HTTP thread may free it from now on */
 }
 
-/* Suspend r and queue its write; next(r) runs after the commit. */
-static int submit(struct req *r, struct money_ctx *c, handler_fn next)
+int api_submit(struct req *r, struct store_write *w, handler_fn next)
 {
     struct app *app = r->app;
-    c->r = r;
-    c->w.done = committed;
-    c->w.arg = c;
+    w->done = committed;
+    w->arg = r;
     req_suspend(r, next);
-    int e = store_submit(app->store, &c->w);
+    int e = store_submit(app->store, w);
     if (e) {
-        c->rc = e;
+        w->rc = e;
         req_resume(r);
     }
     return HTTP_ASYNC;
@@ -71,43 +67,53 @@ static bool txid_ok(const char *s)
     return true;
 }
 
-/* transactionId from the body, or the Idempotency-Key header; both must agree if both given. */
-static int transaction_id(struct req *r, const char **out)
+const struct purchase_names purchase_names_rest = {
+    "transactionId", "userId", "retailerId", "productId", "quantity", "amount", NULL,
+    "occurredAt",    true,
+};
+const struct purchase_names purchase_names_graphql = {
+    "transactionId", "customerId", "retailerId", "productId", "quantity", "amount", "salePrice",
+    "purchasedAt",   false,
+};
+
+/* The transaction id from the body, or the Idempotency-Key header; both must agree if both
+ * given. */
+static int transaction_id(struct req *r, const char *field, bool header, const char **out)
 {
-    const char *body = NULL, *hdr = req_header(r, "Idempotency-Key");
-    int e = req_str(r, "transactionId", false, &body);
+    const char *body = NULL, *hdr = header ? req_header(r, "Idempotency-Key") : NULL;
+    int e = req_str(r, field, false, &body);
     if (e)
         return e;
     if (body && hdr && strcmp(body, hdr) != 0)
-        return req_fail(r, TE_VALIDATION, "transactionId",
-                        "transactionId and the Idempotency-Key header differ");
+        return req_fail(r, TE_VALIDATION, field, "%s and the Idempotency-Key header differ",
+                        field);
     *out = body ? body : hdr;
     if (!*out)
-        return req_fail(r, TE_VALIDATION, "transactionId", "transactionId is required");
+        return req_fail(r, TE_VALIDATION, field, "%s is required", field);
     if (!txid_ok(*out))
-        return req_fail(r, TE_VALIDATION, "transactionId",
-                        "transactionId must be 1 to %d bytes without control characters",
+        return req_fail(r, TE_VALIDATION, field,
+                        "%s must be 1 to %d bytes without control characters", field,
                         TXID_BYTES_MAX);
     return 0;
 }
 
 /* The retailer a request speaks for: a till's key is bound to its retailer. */
-static int retailer_for(struct req *r, const char **retailer_id)
+static int retailer_for(struct req *r, const char *field, const char **retailer_id)
 {
-    int e = api_id_field(r, "retailerId", false, retailer_id);
+    int e = api_id_field(r, field, false, retailer_id);
     if (e)
         return e;
     const char *bound = r->who.is_key ? r->who.key.retailer_id : "";
     if (bound[0]) {
         if (*retailer_id && strcmp(*retailer_id, bound) != 0)
-            return req_fail(r, TE_FORBIDDEN, "retailerId",
+            return req_fail(r, TE_FORBIDDEN, field,
                             "This API key may only send purchases for its own retailer");
         *retailer_id = bound;
     }
     return 0;
 }
 
-static json_t *commissions_json(const struct commission *cm, int n)
+json_t *api_commissions_json(const struct commission *cm, int n)
 {
     json_t *arr = json_array();
     for (int i = 0; i < n; i++)
@@ -131,22 +137,30 @@ json_t *api_purchase_json(const struct store_write *w)
                                              : json_null());
     json_object_set_new(j, "amount", api_money_json(o->amount_cents));
     json_object_set_new(j, "amountCents", json_integer(o->amount_cents));
-    json_object_set_new(j, "commissions", commissions_json(o->commissions, o->n_commissions));
+    json_object_set_new(j, "commissions", api_commissions_json(o->commissions, o->n_commissions));
     json_object_set_new(j, "pointsAwarded", json_integer(o->points_awarded));
     json_object_set_new(j, "pointsBalance", json_integer(o->points_balance));
     json_object_set_new(j, "duplicate", json_boolean(o->duplicate));
     return j;
 }
 
+int purchase_settle(struct req *r, const struct purchase_names *n, struct store_write *w)
+{
+    if (w->rc == TE_USER_NOT_FOUND)
+        return req_fail(r, w->rc, n->user_id, "No user with this %s", n->user_id);
+    if (w->rc)
+        return w->rc;
+    if (w->out.purchase.converted) /* the leaderboard counts conversions */
+        atomic_fetch_add(&((struct app *)r->app)->referral_gen, 1);
+    return 0;
+}
+
 static int purchase_finish(struct req *r)
 {
     struct money_ctx *c = r->ctx;
-    if (c->rc == TE_USER_NOT_FOUND)
-        return req_fail(r, c->rc, "userId", "No user with this userId");
-    if (c->rc)
-        return c->rc;
-    if (c->w.out.purchase.converted) /* the leaderboard counts conversions */
-        atomic_fetch_add(&((struct app *)r->app)->referral_gen, 1);
+    int e = purchase_settle(r, &purchase_names_rest, &c->w);
+    if (e)
+        return e;
     return req_json(r, c->w.out.purchase.duplicate ? 200 : 201, api_purchase_json(&c->w));
 }
 
@@ -173,52 +187,69 @@ static int choose_promotion(struct app *app, const struct retailer *rt, const ch
     return 0;
 }
 
-int api_purchase_create(struct req *r)
+int purchase_prepare(struct req *r, const struct purchase_names *n, struct store_write *w)
 {
     struct app *app = r->app;
     const char *txid = NULL, *user_id = NULL, *retailer_id = NULL, *product_id = NULL,
                *occurred = NULL;
     int e;
-    if ((e = transaction_id(r, &txid)) || (e = api_id_field(r, "userId", true, &user_id)) ||
-        (e = retailer_for(r, &retailer_id)) ||
-        (e = api_id_field(r, "productId", false, &product_id)) ||
-        (e = req_str(r, "occurredAt", false, &occurred)))
+    if ((e = transaction_id(r, n->transaction_id, n->idempotency_header, &txid)) ||
+        (e = api_id_field(r, n->user_id, true, &user_id)) ||
+        (e = retailer_for(r, n->retailer_id, &retailer_id)) ||
+        (e = api_id_field(r, n->product_id, false, &product_id)) ||
+        (e = req_str(r, n->occurred_at, false, &occurred)))
         return e;
     long long quantity;
-    if ((e = req_int(r, "quantity", false, 1, QUANTITY_MAX, 1, &quantity)))
+    if ((e = req_int(r, n->quantity, false, 1, QUANTITY_MAX, 1, &quantity)))
         return e;
-    int64_t amount = 0;
-    bool has_amount;
-    if ((e = api_money_field(r, "amount", app->cfg.amount_max_cents, &amount, &has_amount)))
+    int64_t amount = 0, sale = 0;
+    bool has_amount, has_sale = false;
+    if ((e = api_money_field(r, n->amount, app->cfg.amount_max_cents, &amount, &has_amount)))
         return e;
+    if (n->sale_price &&
+        (e = api_money_field(r, n->sale_price, app->cfg.amount_max_cents, &sale, &has_sale)))
+        return e;
+    if (has_sale) {
+        if (has_amount)
+            return req_fail(r, TE_VALIDATION, n->sale_price, "Give %s or %s, not both",
+                            n->amount, n->sale_price);
+        amount = sale * quantity;
+        if (amount > app->cfg.amount_max_cents) {
+            char maxs[MONEY_TEXT_MAX];
+            money_format(app->cfg.amount_max_cents, maxs);
+            return req_fail(r, TE_VALIDATION, n->sale_price,
+                            "%s x %s must be at most %s", n->sale_price, n->quantity, maxs);
+        }
+        has_amount = true;
+    }
     int64_t now = now_ms(), occurred_at = now;
     if (occurred && (iso_time_parse(occurred, &occurred_at) || occurred_at < 0 ||
                      occurred_at > now + FUTURE_SKEW_MS))
-        return req_fail(r, TE_VALIDATION, "occurredAt",
-                        "occurredAt must be an RFC 3339 time such as 2025-06-01T12:00:00Z, not "
-                        "in the future");
-    struct money_ctx *c = ctx_new(r, OP_PURCHASE);
-    if (!c)
-        return TE_NOMEM;
-    __typeof__(c->w.in.purchase) *in = &c->w.in.purchase;
+        return req_fail(r, TE_VALIDATION, n->occurred_at,
+                        "%s must be an RFC 3339 time such as 2025-06-01T12:00:00Z, not "
+                        "in the future",
+                        n->occurred_at);
+    w->op = OP_PURCHASE;
+    __typeof__(w->in.purchase) *in = &w->in.purchase;
     struct retailer rt = {0};
     if (retailer_id) {
         if ((e = store_retailer_get(app->store, retailer_id, &rt)))
-            return req_fail(r, e, "retailerId", "No retailer with this retailerId");
+            return req_fail(r, e, n->retailer_id, "No retailer with this %s", n->retailer_id);
         if (!rt.active)
-            return req_fail(r, TE_INACTIVE, "retailerId", "This retailer is deactivated");
+            return req_fail(r, TE_INACTIVE, n->retailer_id, "This retailer is deactivated");
     }
     if (product_id) {
         struct product p;
         if ((e = store_product_get(app->store, product_id, &p)))
-            return req_fail(r, e, "productId", "No product with this productId");
+            return req_fail(r, e, n->product_id, "No product with this %s", n->product_id);
         if (!p.active)
-            return req_fail(r, TE_INACTIVE, "productId", "This product is deactivated");
+            return req_fail(r, TE_INACTIVE, n->product_id, "This product is deactivated");
         if (!has_amount) {
             amount = p.price_cents * quantity;
             if (amount <= 0 || amount > app->cfg.amount_max_cents)
-                return req_fail(r, TE_VALIDATION, "amount",
-                                "amount is required (the product's price gives no valid total)");
+                return req_fail(r, TE_VALIDATION, n->amount,
+                                "%s is required (the product's price gives no valid total)",
+                                n->amount);
             has_amount = true;
         }
         if (retailer_id && (e = choose_promotion(app, &rt, product_id, occurred_at,
@@ -226,7 +257,7 @@ int api_purchase_create(struct req *r)
             return e;
     }
     if (!has_amount)
-        return req_fail(r, TE_VALIDATION, "amount", "amount is required");
+        return req_fail(r, TE_VALIDATION, n->amount, "%s is required", n->amount);
 
     str_copy(in->transaction_id, sizeof in->transaction_id, txid);
     str_copy(in->retailer_key, sizeof in->retailer_key, retailer_id ? retailer_id : "");
@@ -236,7 +267,8 @@ int api_purchase_create(struct req *r)
     in->quantity = quantity;
     in->amount_cents = amount;
     in->occurred_at = occurred_at;
-    /* What makes two requests "the same purchase": everything the client chose. */
+    /* What makes two requests "the same purchase": everything the client chose, in the same
+     * words at both doors (the total, not how it was given). */
     snprintf(in->fingerprint, sizeof in->fingerprint, "u=%s|a=%lld|p=%s|q=%lld|t=%s", user_id,
              (long long)amount, product_id ? product_id : "", quantity,
              occurred ? occurred : "");
@@ -245,17 +277,34 @@ int api_purchase_create(struct req *r)
     in->min_cents = app->cfg.commission_min_cents;
     in->reward.days = app->cfg.reward_days;
     in->reward.claim_ttl_ms = (int64_t)app->cfg.reward_claim_days * 86400000;
-    return submit(r, c, purchase_finish);
+    return 0;
+}
+
+int api_purchase_create(struct req *r)
+{
+    struct money_ctx *c = ctx_new(r, OP_PURCHASE);
+    if (!c)
+        return TE_NOMEM;
+    int e = purchase_prepare(r, &purchase_names_rest, &c->w);
+    if (e)
+        return e;
+    return api_submit(r, &c->w, purchase_finish);
+}
+
+int refund_settle(struct req *r, struct store_write *w)
+{
+    if (w->rc == TE_PURCHASE_NOT_FOUND)
+        return req_fail(r, w->rc, "transactionId",
+                        "No purchase with this transactionId for this retailer");
+    return w->rc;
 }
 
 static int refund_finish(struct req *r)
 {
     struct money_ctx *c = r->ctx;
-    if (c->rc == TE_PURCHASE_NOT_FOUND)
-        return req_fail(r, c->rc, "transactionId",
-                        "No purchase with this transactionId for this retailer");
-    if (c->rc)
-        return c->rc;
+    int e = refund_settle(r, &c->w);
+    if (e)
+        return e;
     const __typeof__(c->w.out.refund) *o = &c->w.out.refund;
     json_t *j = json_object();
     json_object_set_new(j, "refundId", json_string(o->refund_id));
@@ -265,24 +314,25 @@ static int refund_finish(struct req *r)
     json_object_set_new(j, "amountCents", json_integer(o->amount_cents));
     json_object_set_new(j, "refundedTotal", api_money_json(o->refunded_cents));
     json_object_set_new(j, "refundedTotalCents", json_integer(o->refunded_cents));
-    json_object_set_new(j, "reversals", commissions_json(o->reversals, o->n_reversals));
+    json_object_set_new(j, "reversals", api_commissions_json(o->reversals, o->n_reversals));
     json_object_set_new(j, "pointsReversed", json_integer(o->points_reversed));
     json_object_set_new(j, "pointsUnrecovered", json_integer(o->points_unrecovered));
     json_object_set_new(j, "duplicate", json_boolean(o->duplicate));
     return req_json(r, o->duplicate ? 200 : 201, j);
 }
 
-int api_purchase_refund(struct req *r)
+int refund_prepare(struct req *r, bool idempotency_header, struct store_write *w)
 {
     struct app *app = r->app;
     const char *txid = NULL, *retailer_id, *refund_id = NULL;
     int e;
-    if ((e = req_str(r, "transactionId", true, &txid)) || (e = retailer_for(r, &retailer_id)) ||
+    if ((e = req_str(r, "transactionId", true, &txid)) ||
+        (e = retailer_for(r, "retailerId", &retailer_id)) ||
         (e = req_str(r, "refundId", false, &refund_id)))
         return e;
     if (!txid_ok(txid))
         return req_fail(r, TE_VALIDATION, "transactionId", "transactionId is not valid");
-    if (!refund_id)
+    if (!refund_id && idempotency_header)
         refund_id = req_header(r, "Idempotency-Key");
     if (refund_id && !txid_ok(refund_id))
         return req_fail(r, TE_VALIDATION, "refundId", "refundId must be 1 to %d bytes",
@@ -291,25 +341,34 @@ int api_purchase_refund(struct req *r)
     bool has_amount;
     if ((e = api_money_field(r, "amount", app->cfg.amount_max_cents, &amount, &has_amount)))
         return e;
+    w->op = OP_REFUND;
+    str_copy(w->in.refund.transaction_id, sizeof w->in.refund.transaction_id, txid);
+    str_copy(w->in.refund.retailer_key, sizeof w->in.refund.retailer_key,
+             retailer_id ? retailer_id : "");
+    str_copy(w->in.refund.refund_key, sizeof w->in.refund.refund_key,
+             refund_id ? refund_id : "");
+    w->in.refund.amount_cents = has_amount ? amount : 0;
+    return 0;
+}
+
+int api_purchase_refund(struct req *r)
+{
     struct money_ctx *c = ctx_new(r, OP_REFUND);
     if (!c)
         return TE_NOMEM;
-    str_copy(c->w.in.refund.transaction_id, sizeof c->w.in.refund.transaction_id, txid);
-    str_copy(c->w.in.refund.retailer_key, sizeof c->w.in.refund.retailer_key,
-             retailer_id ? retailer_id : "");
-    str_copy(c->w.in.refund.refund_key, sizeof c->w.in.refund.refund_key,
-             refund_id ? refund_id : "");
-    c->w.in.refund.amount_cents = has_amount ? amount : 0;
-    return submit(r, c, refund_finish);
+    int e = refund_prepare(r, true, &c->w);
+    if (e)
+        return e;
+    return api_submit(r, &c->w, refund_finish);
 }
 
 static int convert_finish(struct req *r)
 {
     struct money_ctx *c = r->ctx;
-    if (c->rc == TE_USER_NOT_FOUND || c->rc == TE_REFERRAL_NOT_FOUND)
-        return req_fail(r, c->rc, "referredUserId", "%s", err_message(c->rc));
-    if (c->rc)
-        return c->rc;
+    if (c->w.rc == TE_USER_NOT_FOUND || c->w.rc == TE_REFERRAL_NOT_FOUND)
+        return req_fail(r, c->w.rc, "referredUserId", "%s", err_message(c->w.rc));
+    if (c->w.rc)
+        return c->w.rc;
     if (!c->w.out.convert.already)
         atomic_fetch_add(&((struct app *)r->app)->referral_gen, 1);
     return req_json(r, 200,
@@ -336,5 +395,5 @@ int api_referral_convert(struct req *r)
     str_copy(c->w.in.convert.referred_user_id, sizeof c->w.in.convert.referred_user_id, uid);
     c->w.in.convert.reward.days = app->cfg.reward_days;
     c->w.in.convert.reward.claim_ttl_ms = (int64_t)app->cfg.reward_claim_days * 86400000;
-    return submit(r, c, convert_finish);
+    return api_submit(r, &c->w, convert_finish);
 }

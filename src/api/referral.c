@@ -163,22 +163,19 @@ static char *leaderboard_build(struct req *r, int64_t since, int limit, int page
     return text;
 }
 
-int api_referral_leaderboard(struct req *r)
+/* The leaderboard as JSON text, from the cache when fresh (shared by REST and GraphQL).
+ * *text is malloc'd; the caller frees it. */
+int api_leaderboard_text(struct req *r, const char *period, int64_t since, int limit, int page,
+                         char **text_out, size_t *len_out)
 {
     struct app *app = r->app;
     int e;
     if ((e = disabled(r)))
         return e;
-    const char *period;
-    int64_t now = now_ms(), since;
-    long long limit, page;
-    if ((e = api_period(r, now, &period, &since)) ||
-        (e = api_query_int(r, "limit", 1, LIMIT_PAGE_SIZE_MAX, 10, &limit)) ||
-        (e = api_query_int(r, "page", 1, LIMIT_PAGE_MAX, 1, &page)))
-        return e;
+    int64_t now = now_ms();
     bool admin = api_is_admin(r);
     char key[64];
-    snprintf(key, sizeof key, "%s|%lld|%lld|%d", period, limit, page, admin);
+    snprintf(key, sizeof key, "%s|%d|%d|%d", period, limit, page, admin);
     unsigned gen = atomic_load(&app->referral_gen);
     int64_t ttl_ms = (int64_t)app->cfg.leaderboard_cache_s * 1000;
     struct lb_cache *c = app->lb;
@@ -187,17 +184,19 @@ int api_referral_leaderboard(struct req *r)
         struct lb_entry *en = &c->e[i];
         if (en->json && en->gen == gen && now - en->built_ms < ttl_ms &&
             strcmp(en->key, key) == 0) {
-            e = req_raw(r, 200, "application/json", en->json, en->len);
+            *text_out = strndup(en->json, en->len);
+            *len_out = en->len;
             pthread_mutex_unlock(&c->mu);
-            return e;
+            return *text_out ? 0 : TE_NOMEM;
         }
     }
     pthread_mutex_unlock(&c->mu);
-    char *text = leaderboard_build(r, since, (int)limit, (int)page, admin, &e);
+    char *text = leaderboard_build(r, since, limit, page, admin, &e);
     if (!text)
         return e;
     size_t len = strlen(text);
-    e = req_raw(r, 200, "application/json", text, len);
+    *text_out = strndup(text, len);
+    *len_out = len;
     if (ttl_ms > 0) {
         pthread_mutex_lock(&c->mu);
         struct lb_entry *en = &c->e[c->next++ % LB_CACHE_SLOTS];
@@ -211,6 +210,27 @@ int api_referral_leaderboard(struct req *r)
     } else {
         free(text);
     }
+    return *text_out ? 0 : TE_NOMEM;
+}
+
+int api_referral_leaderboard(struct req *r)
+{
+    int e;
+    if ((e = disabled(r)))
+        return e;
+    const char *period;
+    int64_t since;
+    long long limit, page;
+    if ((e = api_period(r, now_ms(), &period, &since)) ||
+        (e = api_query_int(r, "limit", 1, LIMIT_PAGE_SIZE_MAX, 10, &limit)) ||
+        (e = api_query_int(r, "page", 1, LIMIT_PAGE_MAX, 1, &page)))
+        return e;
+    char *text;
+    size_t len;
+    if ((e = api_leaderboard_text(r, period, since, (int)limit, (int)page, &text, &len)))
+        return e;
+    e = req_raw(r, 200, "application/json", text, len);
+    free(text);
     return e;
 }
 

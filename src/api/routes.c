@@ -37,6 +37,9 @@ const struct route api_routes[] = {
      true},
     {"GET", "/api/referral/rewards", api_referral_rewards, AUTH_USER, 0, false},
     {"POST", "/api/referral/claim-reward", api_referral_claim_reward, AUTH_USER, 1024, true},
+    /* GraphQL authenticates per field: without credentials only introspection answers */
+    {"POST", "/graphql", api_graphql_post, AUTH_NONE, 64 * 1024, false},
+    {"GET", "/graphql", api_graphql_get, AUTH_NONE, 0, false},
     {"POST", "/api/purchase", api_purchase_create, AUTH_ANY_KEY, 4096, true},
     {"POST", "/api/purchase/refund", api_purchase_refund, AUTH_ANY_KEY, 4096, true},
     {"GET", "/api/wallet", api_wallet_get, AUTH_USER, 0, false},

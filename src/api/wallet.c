@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "api/app.h"
+#include "api/purchase.h"
 #include "core/err.h"
 #include "domain/money.h"
 
@@ -171,20 +172,48 @@ int api_referral_claim_reward(struct req *r)
     return req_json(r, 200, o);
 }
 
+int redeem_prepare(struct req *r, const char *item_id, struct store_write *w)
+{
+    if (!r->who.is_user)
+        return req_fail(r, TE_UNAUTHORIZED, NULL, "Sign in (JWT) to redeem points");
+    w->op = OP_REDEEM;
+    str_copy(w->in.redeem.user_id, sizeof w->in.redeem.user_id, r->who.user.id);
+    str_copy(w->in.redeem.item_id, sizeof w->in.redeem.item_id, item_id);
+    return 0;
+}
+
+int redeem_settle(struct req *r, struct store_write *w)
+{
+    return w->rc;
+}
+
+static int redemption_finish(struct req *r)
+{
+    struct store_write *w = r->ctx;
+    int e = redeem_settle(r, w);
+    if (e)
+        return e;
+    return req_json(r, 201,
+                    json_pack("{s:s, s:s, s:I, s:I}", "redemptionId", w->out.redeem.redemption_id,
+                              "itemId", w->in.redeem.item_id, "costPoints",
+                              (json_int_t)w->out.redeem.cost_points, "pointsBalance",
+                              (json_int_t)w->out.redeem.points_balance));
+}
+
+/* A redemption waits for the group commit like a purchase: the request is suspended, so no
+ * HTTP thread waits for the writer. */
 int api_redemption_create(struct req *r)
 {
-    struct app *app = r->app;
     const char *item;
     int e;
     if ((e = api_id_field(r, "itemId", true, &item)))
         return e;
-    struct store_write w = {.op = OP_REDEEM};
-    str_copy(w.in.redeem.user_id, sizeof w.in.redeem.user_id, r->who.user.id);
-    str_copy(w.in.redeem.item_id, sizeof w.in.redeem.item_id, item);
-    if ((e = store_exec(app->store, &w)))
+    struct store_write *w = calloc(1, sizeof *w);
+    if (!w)
+        return TE_NOMEM;
+    r->ctx = w;
+    r->ctx_free = free;
+    if ((e = redeem_prepare(r, item, w)))
         return e;
-    return req_json(r, 201,
-                    json_pack("{s:s, s:s, s:I, s:I}", "redemptionId", w.out.redeem.redemption_id,
-                              "itemId", item, "costPoints", (json_int_t)w.out.redeem.cost_points,
-                              "pointsBalance", (json_int_t)w.out.redeem.points_balance));
+    return api_submit(r, w, redemption_finish);
 }
