@@ -280,7 +280,7 @@ static const char *const migrations[] = {
      * so every marked referral cost a whole page in the WAL and the checkpoint (measured: 3.2M
      * marks, 155 s, mostly I/O). Keyed by (referrer, created_at, id), a batch's rows are
      * neighbours. The old (referrer, created_at) index is the key's prefix now. Rebuilding
-     * copies the table once (about 2 s per million referrals). */
+     * copies the table once (18 s for 500k referrals, measured). */
     "CREATE TABLE referrals_v7 ("
     "  id TEXT NOT NULL UNIQUE,"
     "  referrer_user_id TEXT NOT NULL REFERENCES users(id),"
