@@ -672,6 +672,7 @@ static int apply_refund(struct pconn *c, struct store_write *w)
 static int apply_convert(struct pconn *c, struct store_write *w)
 {
     __typeof__(w->out.convert) *out = &w->out.convert;
+    memset(out, 0, sizeof *out); /* a write may be applied again after TE_RETRY */
     int e = pg_user_exists(c, w->in.convert.referred_user_id);
     if (e)
         return e;
@@ -716,6 +717,7 @@ static const char SQL_REDEMPTION_INSERT[] =
 static int apply_redeem(struct pconn *c, struct store_write *w)
 {
     __typeof__(w->out.redeem) *out = &w->out.redeem;
+    memset(out, 0, sizeof *out);
     int64_t now = w->now_ms;
     struct pgp p = {0};
     pgp_text(&p, w->in.redeem.item_id);
