@@ -117,9 +117,7 @@ def verify(t):
 def snapshot(t):
     """Row counts and sums of every money table: equal snapshots mean no row changed that
     matters (a new, updated or deleted row moves a count, a sum or a MAX(updated_at))."""
-    import sqlite3
-
-    con = sqlite3.connect(t.db_path, timeout=15)
+    con = t.connect()
     try:
         return {name: con.execute(sql).fetchone() for name, sql in SNAPSHOT_SQL.items()}
     finally:
