@@ -29,6 +29,11 @@ struct pconn {
     bool writer;
     bool broken; /* the connection failed: the next use reconnects (pg.c) */
     char url[1024];
+    /* pg.c's transaction state (writer): a RELEASE deferred to the next SAVEPOINT's round
+     * trip, and whether this transaction staged events (flushed in commit order by commit). */
+    bool release_pending;
+    bool events_staged;
+    bool staging_ready;
     int n;
     struct {
         const char *sql;

@@ -155,9 +155,15 @@ extern const struct catalog_def catalog_retailers, catalog_products, catalog_pro
 
 /* ---- lifecycle ---- */
 
-/* Open the database named by url (a file path for SQLite), apply migrations, start the writer.
+/* Open the database named by url (a file path for SQLite; a postgres:// or postgresql://
+ * URL for PostgreSQL), apply migrations, start the writer(s).
  * 0 or TE_DB with a message logged. *out is freed with store_close(). */
 int store_open(const char *url, struct store **out);
+/* Whether url names a PostgreSQL database (postgres:// or postgresql://), not a file. */
+bool store_url_is_postgres(const char *url);
+/* url as it may be shown in messages and logs: a password in it replaced by "***". Returns
+ * out (cap bytes, truncated if need be). */
+const char *store_url_display(const char *url, char *out, size_t cap);
 /* Apply pending migrations only (tally migrate). Prints what it applied on stdout. */
 int store_migrate(const char *url);
 /* Drain queued writes, stop the writer and close every connection. NULL is a no-op. */
