@@ -711,8 +711,10 @@ static int p_begin(void *conn)
 }
 
 /* Held from the flush to the end of COMMIT: event ids are assigned and become visible in order,
- * across writers and nodes. */
-static const char SQL_EVENTS_LOCK[] = "SELECT pg_advisory_xact_lock(500086551674)";
+ * across writers and nodes. The same round trip queues NOTIFY tally_events, delivered at commit
+ * to every node's listener (pg_outbox.c: the WebSocket hubs of other nodes). */
+static const char SQL_EVENTS_LOCK[] =
+    "SELECT pg_advisory_xact_lock(500086551674), pg_notify('tally_events', '')";
 static const char SQL_EVENTS_FLUSH[] =
     "INSERT INTO events (user_id, type, data, created_at)"
     " SELECT user_id, type, data, created_at FROM tally_staged_events ORDER BY n";
@@ -1425,4 +1427,10 @@ const struct store_engine store_engine_pg = {
     .trends = pg_trends,
     .rewards_list = pg_rewards_list,
     .purchase_get = pg_purchase_get,
+    .job_lock = pg_job_lock,
+    .job_unlock = pg_job_unlock,
+    .listen_open = pg_listen_open,
+    .listen_fd = pg_listen_fd,
+    .listen_drain = pg_listen_drain,
+    .listen_close = pg_listen_close,
 };

@@ -125,4 +125,12 @@ int pg_purchase_get(void *conn, const char *retailer_key, const char *transactio
 int pg_rewards_list(void *conn, const char *user_id,
                     void (*fn)(const struct reward *rw, void *arg), void *arg);
 
+/* Many nodes (pg_jobs.c, pg_outbox.c): the engine's job_lock/job_unlock and listen_* slots. */
+int pg_job_lock(void *conn, const char *name, bool *got);
+void pg_job_unlock(void *conn, const char *name);
+int pg_listen_open(const char *url, void **out);
+int pg_listen_fd(void *l);
+int pg_listen_drain(void *l, bool *notified);
+void pg_listen_close(void *l);
+
 #endif

@@ -400,3 +400,35 @@ int pg_trends(void *conn, int64_t first_day, int n, int64_t *signups, int64_t *c
     PQclear(r);
     return 0;
 }
+
+/* ---- job election across nodes ---- */
+
+/* A session advisory lock per job name, on the scheduler thread's connection: held only while
+ * the job runs. If that connection breaks, PostgreSQL drops the lock with it; the unique keys
+ * above still make a second payment impossible. */
+static const char SQL_JOB_LOCK[] = "SELECT pg_try_advisory_lock(500086551, hashtext($1))";
+static const char SQL_JOB_UNLOCK[] = "SELECT pg_advisory_unlock(500086551, hashtext($1))";
+
+int pg_job_lock(void *conn, const char *name, bool *got)
+{
+    struct pconn *c = conn;
+    struct pgp p = {0};
+    pgp_text(&p, name);
+    int err = 0;
+    *got = false;
+    PGresult *r = pg_run(c, SQL_JOB_LOCK, &p, 0, &err);
+    if (!r)
+        return err;
+    *got = pg_col_bool(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+void pg_job_unlock(void *conn, const char *name)
+{
+    struct pconn *c = conn;
+    struct pgp p = {0};
+    pgp_text(&p, name);
+    PGresult *r = pg_run(c, SQL_JOB_UNLOCK, &p, 0, NULL);
+    PQclear(r);
+}

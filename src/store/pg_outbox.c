@@ -17,9 +17,11 @@
  *    a node that dies mid-send leaves the lease to expire, and the delivery is sent again then
  *    (webhooks are at-least-once; the webhook-id header lets a receiver drop the repeat). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/err.h"
+#include "core/log.h"
 #include "store/pg_int.h"
 
 #define CLAIM_LEASE_MS 300000      /* a claimed delivery is not picked again for this long */
@@ -449,4 +451,73 @@ int pg_apply_outbox(struct pconn *c, struct store_write *w)
     default:
         return TE_INTERNAL;
     }
+}
+
+/* ---- listening for other nodes' events ----
+ *
+ * pg.c's commit sends NOTIFY tally_events in every transaction that moves events into the
+ * table (PostgreSQL folds repeats within a transaction into one). A node's WebSocket hub keeps
+ * this connection's socket in its epoll set and, on a notification, reads the events table
+ * from its cursor: the notification carries nothing, so a lost or merged one costs only
+ * latency (the hub also polls every second), and a hub whose listener broke reads everything
+ * after its cursor when it has a new one. Event ids become visible in id order (pg.c takes an
+ * advisory lock from the insert of a transaction's events to its commit), so a cursor that
+ * moved past id N can never miss an N-1 that commits later. */
+
+struct plisten {
+    PGconn *pg;
+};
+
+int pg_listen_open(const char *url, void **out)
+{
+    struct plisten *l = calloc(1, sizeof *l);
+    if (!l)
+        return TE_NOMEM;
+    l->pg = PQconnectdb(url);
+    if (PQstatus(l->pg) != CONNECTION_OK) {
+        log_warn("postgres listener: %s", PQerrorMessage(l->pg));
+        goto fail;
+    }
+    PGresult *r = PQexec(l->pg, "SET application_name = 'tally-listen'; LISTEN tally_events");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok || PQsetnonblocking(l->pg, 1) != 0) {
+        log_warn("postgres listener: LISTEN failed: %s", PQerrorMessage(l->pg));
+        goto fail;
+    }
+    *out = l;
+    return 0;
+fail:
+    PQfinish(l->pg);
+    free(l);
+    return TE_DB;
+}
+
+int pg_listen_fd(void *conn)
+{
+    struct plisten *l = conn;
+    return PQsocket(l->pg);
+}
+
+int pg_listen_drain(void *conn, bool *notified)
+{
+    struct plisten *l = conn;
+    *notified = false;
+    if (PQconsumeInput(l->pg) == 0 || PQstatus(l->pg) != CONNECTION_OK)
+        return TE_DB;
+    PGnotify *n;
+    while ((n = PQnotifies(l->pg))) {
+        *notified = true;
+        PQfreemem(n);
+    }
+    return 0;
+}
+
+void pg_listen_close(void *conn)
+{
+    struct plisten *l = conn;
+    if (!l)
+        return;
+    PQfinish(l->pg);
+    free(l);
 }

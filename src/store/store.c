@@ -623,6 +623,77 @@ int store_events_max_id(struct store *s, int64_t *out)
     READ(s, events_max_id(c_, out));
 }
 
+/* ---- many nodes ---- */
+
+int store_job_try_lock(struct store *s, const char *name, int64_t since_ms, bool *claimed)
+{
+    *claimed = s->eng->job_lock == NULL;
+    if (*claimed)
+        return 0;
+    void *c = reader(s);
+    if (!c)
+        return TE_DB;
+    bool got = false;
+    int e = s->eng->job_lock(c, name, &got);
+    if (e || !got)
+        return e;
+    /* Under the lock, a run logged since since_ms is another node's run of this tick. */
+    int64_t last = 0;
+    if ((e = s->eng->last_run(c, name, &last)) == 0 && last < since_ms) {
+        *claimed = true;
+        return 0;
+    }
+    s->eng->job_unlock(c, name);
+    return e;
+}
+
+void store_job_unlock(struct store *s, const char *name)
+{
+    void *c;
+    if (s->eng->job_unlock && (c = reader(s)))
+        s->eng->job_unlock(c, name);
+}
+
+struct store_listener {
+    const struct store_engine *eng;
+    void *conn;
+};
+
+int store_listener_new(struct store *s, struct store_listener **out)
+{
+    if (!s->eng->listen_open)
+        return TE_UNAVAILABLE;
+    struct store_listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return TE_NOMEM;
+    l->eng = s->eng;
+    int e = s->eng->listen_open(s->url, &l->conn);
+    if (e) {
+        free(l);
+        return e;
+    }
+    *out = l;
+    return 0;
+}
+
+int store_listener_fd(const struct store_listener *l)
+{
+    return l->eng->listen_fd(l->conn);
+}
+
+int store_listener_drain(struct store_listener *l, bool *notified)
+{
+    return l->eng->listen_drain(l->conn, notified);
+}
+
+void store_listener_free(struct store_listener *l)
+{
+    if (!l)
+        return;
+    l->eng->listen_close(l->conn);
+    free(l);
+}
+
 void store_set_commit_hook(struct store *s, void (*fn)(void *arg), void *arg)
 {
     pthread_mutex_lock(&s->mu);

@@ -287,6 +287,33 @@ int store_events_max_id(struct store *s, int64_t *out);
  * how the WebSocket hub and the webhook dispatcher learn that events may have arrived. */
 void store_set_commit_hook(struct store *s, void (*fn)(void *arg), void *arg);
 
+/* ---- many nodes (PostgreSQL); on SQLite, one process owns the database and these are
+ * trivial ---- */
+
+/* Claim a scheduled run of job name for this node. On PostgreSQL: take the cluster-wide
+ * advisory lock for the job (session level, on this thread's connection) and, holding it, check
+ * that no node logged a run of it at or after since_ms. *claimed false: another node runs it or
+ * already ran it; skip. *claimed true: run it, log it (store_exec of OP_AUTOMATION_LOG), then
+ * store_job_unlock() from the same thread. On SQLite always claimed, nothing read. On error,
+ * not claimed. The unique keys, not this lock, are what make a double payment impossible. */
+int store_job_try_lock(struct store *s, const char *name, int64_t since_ms, bool *claimed);
+void store_job_unlock(struct store *s, const char *name);
+
+/* A connection that hears other nodes' commits of events (PostgreSQL LISTEN tally_events; the
+ * writers NOTIFY in the transaction that inserts events). A hint only: the reader still reads
+ * the events table, and polls it anyway. */
+struct store_listener;
+/* 0 with *out, TE_UNAVAILABLE when the engine has no cross-node notifications (SQLite: the
+ * commit hook is enough), TE_DB when the server cannot be reached (retry later). Free with
+ * store_listener_free. */
+int store_listener_new(struct store *s, struct store_listener **out);
+/* The socket to poll for reading. */
+int store_listener_fd(const struct store_listener *l);
+/* Consume what arrived: 0 with *notified when a notification came, TE_DB when the connection
+ * is lost (free it and make a new one; whatever was missed is in the events table). */
+int store_listener_drain(struct store_listener *l, bool *notified);
+void store_listener_free(struct store_listener *l);
+
 struct webhook {
     char id[ID_LEN + 1];
     char url[1024];

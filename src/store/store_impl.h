@@ -89,6 +89,15 @@ struct store_engine {
                         void (*fn)(const struct reward *rw, void *arg), void *arg);
     int (*purchase_get)(void *conn, const char *retailer_key, const char *transaction_id,
                         struct purchase_row *out);
+    /* Many nodes (NULL on SQLite): a scheduled job's cluster-wide lock on this connection's
+     * session (see store_job_try_lock), and a listening connection for other nodes' events
+     * (see store_listener_new; listen_drain returns TE_DB once the connection is lost). */
+    int (*job_lock)(void *conn, const char *name, bool *got);
+    void (*job_unlock)(void *conn, const char *name);
+    int (*listen_open)(const char *url, void **out);
+    int (*listen_fd)(void *l);
+    int (*listen_drain)(void *l, bool *notified);
+    void (*listen_close)(void *l);
 };
 
 extern const struct store_engine store_engine_sqlite;
