@@ -382,8 +382,11 @@ int pg_fail(struct pconn *c, const PGresult *r, const char *what)
         msg = c->pg ? PQerrorMessage(c->pg) : "no connection";
     char line[512];
     str_copy(line, sizeof line, msg);
+    for (char *q = line; *q; q++)
+        if (*q == '\n' || *q == '\t')
+            *q = ' '; /* one log line */
     size_t n = strlen(line);
-    while (n && (line[n - 1] == '\n' || line[n - 1] == ' '))
+    while (n && line[n - 1] == ' ')
         line[--n] = '\0';
     note_broken(c);
     const char *st = sqlstate(r);
@@ -409,8 +412,11 @@ static int pconnect(struct pconn *c)
         store_url_display(c->url, shown, sizeof shown);
         char msg[512];
         str_copy(msg, sizeof msg, c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        for (char *q = msg; *q; q++)
+            if (*q == '\n' || *q == '\t')
+                *q = ' ';
         size_t n = strlen(msg);
-        while (n && msg[n - 1] == '\n')
+        while (n && msg[n - 1] == ' ')
             msg[--n] = '\0';
         log_error("postgres: cannot connect to %s: %s", shown, msg);
         return TE_DB;
@@ -548,7 +554,7 @@ PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_u
     for (int attempt = 0;; attempt++) {
         /* A reader reconnects on its own; the writer only in begin(), between transactions. */
         if (c->broken && (c->writer || pconnect(c))) {
-            *err = TE_DB;
+            *err = c->writer ? TE_DB : TE_UNAVAILABLE; /* a reader: the database is down */
             return NULL;
         }
         PGresult *r = run_once(c, sql, p);
@@ -694,20 +700,19 @@ static int p_begin(void *conn)
 {
     struct pconn *c = conn;
     c->release_pending = c->events_staged = false;
-    if (c->broken && pconnect(c))
-        return TE_DB;
-    if (!c->staging_ready) {
-        if (pg_exec(c, SQL_STAGING))
-            return TE_DB;
-        c->staging_ready = true;
+    /* A second attempt when the server dropped the connection while it was idle. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (c->broken && pconnect(c))
+            return TE_UNAVAILABLE; /* the database is unreachable: 503, retry later */
+        int rc = c->staging_ready ? 0 : pg_exec(c, SQL_STAGING);
+        if (rc == 0) {
+            c->staging_ready = true;
+            rc = pg_exec(c, "BEGIN");
+        }
+        if (rc == 0 || !c->broken)
+            return rc;
     }
-    int rc = pg_exec(c, "BEGIN");
-    if (rc && c->broken && pconnect(c) == 0) {
-        /* the server dropped an idle connection: once more, on a new one */
-        c->staging_ready = pg_exec(c, SQL_STAGING) == 0;
-        rc = c->staging_ready ? pg_exec(c, "BEGIN") : TE_DB;
-    }
-    return rc;
+    return TE_UNAVAILABLE;
 }
 
 /* Held from the flush to the end of COMMIT: event ids are assigned and become visible in order,
