@@ -3,8 +3,12 @@
  *
  * One thread runs every job in turn, so a job never overlaps itself in a process. A run missed
  * while tally was down (its last logged run is older than the schedule's previous tick) happens
- * once at start, not once per missed tick. Correctness across processes does not depend on
- * this: the store's unique keys make a double payment impossible. */
+ * once at start, not once per missed tick.
+ *
+ * Several nodes on one PostgreSQL each run this scheduler: a run is taken by one node
+ * (store_job_try_lock: an advisory lock, then a look at the automation log for a run of this
+ * tick), the others skip it. Correctness does not depend on the election: the store's unique
+ * keys make a double payment impossible even when two nodes run a job at the same moment. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +96,19 @@ static void *scheduler_main(void *arg)
                 continue;
             struct job_ctx ctx = s->ctx;
             ctx.now_ms = 0;
-            job_run(&jobs[i], &ctx);
+            /* Many nodes: the run goes to the node that takes the job's lock and finds no run
+             * logged since this tick (cron ticks are the same on every node; an "@every"
+             * schedule counts a run logged within the last period, which our own previous
+             * run never is: its log precedes the time the next tick was computed from). */
+            int64_t tick_ms = s->next_ms[i];
+            int64_t since = s->every_ms[i] ? tick_ms - s->every_ms[i] + 1 : tick_ms;
+            bool claimed = false;
+            if (store_job_try_lock(ctx.store, jobs[i].name, since, &claimed) != 0)
+                log_warn("job %s: could not take its lock; skipping this run", jobs[i].name);
+            if (claimed) {
+                job_run(&jobs[i], &ctx);
+                store_job_unlock(ctx.store, jobs[i].name);
+            }
             s->next_ms[i] = next_after(s, i, now_ms());
         }
         pthread_mutex_lock(&s->mu);

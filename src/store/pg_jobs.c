@@ -5,10 +5,10 @@
  *
  * Exactly once, also when two nodes run the same batch at the same moment (the scheduler's
  * advisory lock makes that rare, never impossible: a lock lost with its connection):
- *  - findQualifiedUsers: bonus_groups is UNIQUE (referrer, seq) and referrals.bonus_group_id
- *    is set only where it is NULL (re-checked by PostgreSQL after waiting for the other
- *    transaction's row locks). The loser of a race fails its batch with a unique violation
- *    or a short count (TE_CONFLICT) and rolls back whole; the next run carries on.
+ *  - findQualifiedUsers: its batches take a transaction advisory lock, so concurrent runs
+ *    take turns batch by batch and each sees what the other committed. Under that,
+ *    bonus_groups is UNIQUE (referrer, seq) and referrals.bonus_group_id is set only where it
+ *    is NULL: a batch that raced anyway fails whole (TE_CONFLICT) and the next run carries on.
  *  - payQualifiedUsers picks its groups FOR UPDATE SKIP LOCKED: two nodes pay disjoint
  *    groups, and a group paid meanwhile fails the re-check of status = 'processing'. Under
  *    that, the UNIQUE index on ledger_entries(ref_id) WHERE kind = 'bonus' makes a second
@@ -133,10 +133,15 @@ static const char SQL_REFERRALS_ASSIGN[] =
     " FROM bonus_assign a JOIN bonus_groups g ON g.referrer_user_id = a.referrer"
     " AND g.seq = a.seq WHERE a.referral_id = r.id AND r.bonus_group_id IS NULL";
 
+/* One batch of phase one at a time, cluster-wide, until the batch's commit: a second run's
+ * batch then starts from what the first committed (a fresh snapshot per statement), as two
+ * processes on SQLite take turns at the write lock, instead of racing for the same groups. */
+static const char SQL_ASSIGN_LOCK[] = "SELECT pg_advisory_xact_lock(500086551676)";
+
 static int find_qualified(struct pconn *c, struct store_write *w)
 {
-    int e = pg_write(c, SQL_ASSIGN_TABLE, NULL, 0, NULL);
-    if (e)
+    int e = pg_write(c, SQL_ASSIGN_LOCK, NULL, 0, NULL);
+    if (e || (e = pg_write(c, SQL_ASSIGN_TABLE, NULL, 0, NULL)))
         return e;
     struct pgp p = {0};
     pgp_str(&p, w->in.job.cursor);
