@@ -65,10 +65,10 @@ unit: $(UNIT_BIN)
 # The end-to-end suite on SQLite (e2e) and on PostgreSQL 15 (e2e-pg: the suite starts its own
 # cluster with initdb in a temporary directory and removes it; see tests/e2e/pgcluster.py).
 e2e: build/tally-asan build/tally
-	cd tests/e2e && TALLY_TEST_ENGINE=sqlite TALLY_BIN=$(CURDIR)/build/tally-asan $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+	cd tests/e2e && TALLY_TEST_ENGINE=sqlite TALLY_BIN=$(CURDIR)/build/tally-asan $(PY) -m pytest -q -p no:cacheprovider $(or $(PYTEST_ARGS),.)
 
 e2e-pg: build/tally-asan build/tally
-	cd tests/e2e && TALLY_TEST_ENGINE=postgres TALLY_BIN=$(CURDIR)/build/tally-asan $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+	cd tests/e2e && TALLY_TEST_ENGINE=postgres TALLY_BIN=$(CURDIR)/build/tally-asan $(PY) -m pytest -q -p no:cacheprovider $(or $(PYTEST_ARGS),.)
 
 # One engine after the other: each suite already keeps two cores busy (ASan servers, Argon2id),
 # and side by side their timing-sensitive tests (deadlines of a second) would compete.

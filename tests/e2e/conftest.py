@@ -31,6 +31,7 @@ Helpers (importable: `from conftest import ...`):
   ENGINE, PG     the engine under test ("sqlite" or "postgres"); PG is ENGINE == "postgres"
   fresh_db       a new, empty database location for the engine under test (for CLI tests)
   db_connect     a DB-API connection to a --db location; `?` placeholders on both engines
+  json_field     SQL reading a text field of a JSON column (json_extract / ->>)
   IntegrityError the exception(s) a constraint violation raises, on either engine
   sqlite_only, postgres_only   skip markers with a reason
   pg_cluster     the session's PostgreSQL cluster (started on first use; PG runs only)
@@ -176,7 +177,7 @@ class Tally:
         if db:
             self.db_path = str(db) if is_pg_url(db) else Path(db)
         elif PG:
-            self.db_path = pg_cluster().create_database()
+            self.db_path = new_pg_database()
             self.owns_db = True
         else:
             self.db_path = self.workdir / "tally.db"
@@ -407,16 +408,28 @@ class Tally:
         return db_connect(self.db_path)
 
     def release_db(self):
-        """PostgreSQL: drop the database this object created (after its last stop). A no-op
-        on SQLite, whose file goes with the temporary directory."""
-        if self.owns_db and PG and _pg is not None:
-            _pg.drop_database(self.db_path)
+        """PostgreSQL: schedule the drop of the database this object created (after its last
+        stop). The drop happens when the next database is made, so that fixtures torn down
+        later (moneykit's verify_after_each runs `tally verify` after the servers stopped) still
+        find it. A no-op on SQLite, whose file goes with the temporary directory."""
+        if self.owns_db and PG:
+            _pending_drops.append(self.db_path)
             self.owns_db = False
 
 
 # ---- engines ----
 
 _pg = None
+_pending_drops = []  # databases of finished tests, dropped before the next one is made
+
+
+def new_pg_database():
+    """A fresh database in the session's cluster; first drops those of finished tests, so
+    the cluster holds a few databases at a time rather than hundreds."""
+    cluster = pg_cluster()
+    while _pending_drops:
+        cluster.drop_database(_pending_drops.pop())
+    return cluster.create_database()
 
 
 def pg_cluster():
@@ -471,11 +484,19 @@ def postgres_only(reason):
     return pytest.mark.postgres_only(reason)
 
 
+def json_field(column, key):
+    """SQL for a top-level text field of a JSON text column, on the engine under test."""
+    assert re.fullmatch(r"[A-Za-z_]\w*", column) and re.fullmatch(r"[A-Za-z_]\w*", key)
+    if PG:
+        return f"(({column})::jsonb ->> '{key}')"
+    return f"json_extract({column}, '$.{key}')"
+
+
 def fresh_db(tmp_path, name="tally.db"):
     """A new, empty database location for the engine under test: a file path in tmp_path on
     SQLite, a new database's URL on PostgreSQL (dropped with the cluster)."""
     if PG:
-        return pg_cluster().create_database()
+        return new_pg_database()
     return Path(tmp_path) / name
 
 

@@ -16,6 +16,7 @@ from conftest import (
     IntegrityError,
     assert_error,
     db_connect,
+    json_field,
     module_server,
     run_tally,
     unique_email,
@@ -336,7 +337,7 @@ def test_award_badges_once_after_master_threshold_conversions(tally, admin_key):
     d = run_job(tally, "awardBadges")["details"]
     assert d["badgesAwarded"] == 1 and d["badge"] == "Referral Master", d
     rows = tally.sql(
-        "SELECT reward_type, json_extract(reward_value, '$.badge'), reward_value"
+        f"SELECT reward_type, {json_field('reward_value', 'badge')}, reward_value"
         " FROM user_rewards WHERE user_id = ? AND reward_type = 'badge'", (master["id"],)
     )
     assert [r[:2] for r in rows] == [("badge", "Referral Master")], rows

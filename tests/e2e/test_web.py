@@ -492,7 +492,7 @@ def test_admin_page_shows_analytics_chart_logs_and_webhooks(tally, browser, brow
     assert set(stats) == {"Referrals", "Converted", "Conversion rate", "Rewards awarded",
                           "Active codes", "Expired codes"}, stats
     total, converted = tally.sql(
-        "SELECT COUNT(*), COALESCE(SUM(status = 'converted'), 0) FROM referrals")[0]
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'converted' THEN 1 ELSE 0 END), 0) FROM referrals")[0]
     assert stats["Referrals"] == str(total) and stats["Converted"] == str(converted)
     assert re.fullmatch(r"\d+\.\d\d%", stats["Conversion rate"]), stats
     assert total >= 1
