@@ -11,11 +11,14 @@
  *  - Fan-out takes a transaction advisory lock first, so the writers of every node fan out one
  *    at a time; each sees the cursors the previous one committed (READ COMMITTED: a snapshot
  *    per statement) and none does the same work twice or deadlocks on the unique index.
- *  - Due deliveries are claimed, not just read: one statement picks them FOR UPDATE SKIP
- *    LOCKED and moves their next_attempt_at a lease ahead, so another node's dispatcher does
- *    not pick them while this one sends. The attempt's result sets next_attempt_at for real;
- *    a node that dies mid-send leaves the lease to expire, and the delivery is sent again then
- *    (webhooks are at-least-once; the webhook-id header lets a receiver drop the repeat). */
+ *  - Due deliveries are claimed, not just read: the dispatcher's session takes an advisory
+ *    lock per delivery it returns (pg_try_advisory_lock, skipping those another node holds)
+ *    and keeps them until its next pass, by which time each attempt's result is committed. A
+ *    claim lives exactly as long as the claimer's connection: a node killed mid-send loses its
+ *    locks with its sessions, and the delivery is sent again at once by whichever node looks
+ *    next, as SQLite's restart does. Webhooks stay at-least-once (a claim taken in the instant
+ *    between another node's result and its unlock repeats a send); the webhook-id header lets
+ *    a receiver drop a repeat. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +27,6 @@
 #include "core/log.h"
 #include "store/pg_int.h"
 
-#define CLAIM_LEASE_MS 300000      /* a claimed delivery is not picked again for this long */
 #define MSG_BATCH 512              /* message candidates per fan-out pass */
 
 #define WEBHOOK_COLS                                                                           \
@@ -152,36 +154,39 @@ int pg_delivery_attempts(void *conn, const char *delivery_id,
     return 0;
 }
 
-/* Claim and read the due deliveries in one statement (autocommit on the reader's connection):
- * the rows come back with their due time before the lease, in the order SQLite gives them. */
+/* Claim and read the due deliveries. The candidates are fixed first (a materialised CTE), so
+ * a lock is tried on exactly those rows and every row locked is returned: none is left locked
+ * unseen. The locks of the previous pass are let go first; this connection (the dispatcher
+ * thread's) holds no other advisory lock. */
+static const char SQL_DUE_UNLOCK[] = "SELECT pg_advisory_unlock_all()";
 static const char SQL_DUE_CLAIM[] =
-    "WITH due AS (SELECT d.id, d.next_attempt_at AS due_at FROM deliveries d"
+    "WITH cand AS MATERIALIZED (SELECT d.id FROM deliveries d"
     "   LEFT JOIN webhooks w ON d.kind = 'webhook' AND w.id = d.target_id"
     "   WHERE d.status = 'pending' AND d.next_attempt_at <= $1"
     "   AND (d.kind <> 'webhook' OR w.is_active = 1)"
-    "   ORDER BY d.next_attempt_at, d.event_id, d.id LIMIT $2 FOR UPDATE OF d SKIP LOCKED),"
-    " claimed AS (UPDATE deliveries d SET next_attempt_at = $3 FROM due WHERE d.id = due.id"
-    "   AND d.status = 'pending' RETURNING d.id, due.due_at)"
-    " SELECT d.id, d.kind, d.target_id, d.event_id, e.type, d.status, d.attempts, k.due_at,"
-    " COALESCE(d.last_status_code, 0), COALESCE(d.last_error, ''), d.created_at, d.updated_at,"
-    " e.data, e.created_at, COALESCE(w.url, ''), COALESCE(w.secret, ''), COALESCE(u.phone, '')"
-    " FROM claimed k JOIN deliveries d ON d.id = k.id JOIN events e ON e.id = d.event_id"
+    "   ORDER BY d.next_attempt_at, d.event_id, d.id LIMIT $2)"
+    " SELECT " DELIVERY_COLS ", e.data, e.created_at, COALESCE(w.url, ''), COALESCE(w.secret, ''),"
+    " COALESCE(u.phone, '') FROM cand JOIN deliveries d ON d.id = cand.id"
+    " JOIN events e ON e.id = d.event_id"
     " LEFT JOIN webhooks w ON d.kind = 'webhook' AND w.id = d.target_id"
     " LEFT JOIN users u ON d.kind = 'message' AND u.id = d.target_id"
+    " WHERE pg_try_advisory_lock(500086552, hashtext(cand.id))"
     /* same due time: in event order, so a receiver sees a commit's events as they happened */
-    " ORDER BY k.due_at, d.event_id, d.id";
+    " ORDER BY d.next_attempt_at, d.event_id, d.id";
 
 int pg_deliveries_due(void *conn, int64_t now_ms, int limit,
                       void (*fn)(const struct delivery *d, void *arg), void *arg)
 {
     struct pconn *c = conn;
+    int err = 0;
+    PGresult *r = pg_run(c, SQL_DUE_UNLOCK, NULL, 0, &err);
+    if (!r)
+        return err;
+    PQclear(r);
     struct pgp p = {0};
     pgp_int(&p, now_ms);
     pgp_int(&p, limit);
-    pgp_int(&p, now_ms + CLAIM_LEASE_MS);
-    int err = 0;
-    PGresult *r = pg_run(c, SQL_DUE_CLAIM, &p, 0, &err);
-    if (!r)
+    if (!(r = pg_run(c, SQL_DUE_CLAIM, &p, 0, &err)))
         return err;
     for (int i = 0; i < PQntuples(r); i++) {
         struct delivery d;

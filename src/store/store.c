@@ -647,6 +647,11 @@ int store_job_try_lock(struct store *s, const char *name, int64_t since_ms, bool
     return e;
 }
 
+bool store_shared(const struct store *s)
+{
+    return s->eng->job_lock != NULL;
+}
+
 void store_job_unlock(struct store *s, const char *name)
 {
     void *c;

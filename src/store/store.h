@@ -297,6 +297,9 @@ void store_set_commit_hook(struct store *s, void (*fn)(void *arg), void *arg);
  * store_job_unlock() from the same thread. On SQLite always claimed, nothing read. On error,
  * not claimed. The unique keys, not this lock, are what make a double payment impossible. */
 int store_job_try_lock(struct store *s, const char *name, int64_t since_ms, bool *claimed);
+/* True when other processes may share the database (PostgreSQL): the scheduler then puts its
+ * ticks on a grid common to every node. */
+bool store_shared(const struct store *s);
 void store_job_unlock(struct store *s, const char *name);
 
 /* A connection that hears other nodes' commits of events (PostgreSQL LISTEN tally_events; the
