@@ -87,6 +87,7 @@ struct ws_hub {
     struct store_listener *listener; /* other nodes' commits; NULL when down or unsupported */
     bool listen_unsupported;         /* SQLite: the commit hook sees every commit */
     int64_t listen_retry_ms;         /* when to try to (re)open the listener */
+    int64_t listen_backoff_ms;       /* the wait after a failed open: doubles up to a cap */
 };
 
 /* epoll tag for the listener's socket (connections carry their ws_conn, the eventfd NULL) */
@@ -390,7 +391,16 @@ static void deliver_new(struct ws_hub *h)
 
 /* ---- other nodes' events (PostgreSQL LISTEN) ---- */
 
-#define LISTEN_RETRY_MS 1000
+#define LISTEN_RETRY_MS 1000      /* first retry after losing the listener */
+#define LISTEN_RETRY_MAX_MS 30000 /* while the database stays unreachable (the tick polls) */
+
+static void listener_failed(struct ws_hub *h)
+{
+    h->listen_backoff_ms = h->listen_backoff_ms ? h->listen_backoff_ms * 2 : LISTEN_RETRY_MS;
+    if (h->listen_backoff_ms > LISTEN_RETRY_MAX_MS)
+        h->listen_backoff_ms = LISTEN_RETRY_MAX_MS;
+    h->listen_retry_ms = now_ms() + h->listen_backoff_ms;
+}
 
 static void listener_drop(struct ws_hub *h)
 {
@@ -417,7 +427,7 @@ static bool listener_open(struct ws_hub *h)
     }
     if (e) {
         h->listener = NULL;
-        h->listen_retry_ms = now_ms() + LISTEN_RETRY_MS;
+        listener_failed(h);
         return false;
     }
     int fd = store_listener_fd(h->listener);
@@ -425,9 +435,10 @@ static bool listener_open(struct ws_hub *h)
     if (fd < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         store_listener_free(h->listener);
         h->listener = NULL;
-        h->listen_retry_ms = now_ms() + LISTEN_RETRY_MS;
+        listener_failed(h);
         return false;
     }
+    h->listen_backoff_ms = 0;
     return true;
 }
 
