@@ -183,7 +183,8 @@ def paid_once(t, referrer_ids, groups_each):
         f"SELECT g.referrer_user_id, g.status, COUNT(l.id), w.cash_cents FROM bonus_groups g"
         f" LEFT JOIN ledger_entries l ON l.kind = 'bonus' AND l.ref_id = 'bonus-group:' || g.id"
         f" LEFT JOIN wallets w ON w.user_id = g.referrer_user_id"
-        f" WHERE g.referrer_user_id IN ({q}) GROUP BY g.id",
+        f" WHERE g.referrer_user_id IN ({q})"
+        f" GROUP BY g.id, g.referrer_user_id, g.status, w.cash_cents",
         referrer_ids,
     )
     assert len(rows) == len(referrer_ids) * groups_each
