@@ -96,6 +96,23 @@ static PGresult *query(struct pconn *c, const char *sql, const struct pgp *p, in
     return r;
 }
 
+/* Money writes that move wallets take turns, cluster-wide, from their first statement to the
+ * COMMIT of their transaction. Why: a writer groups many writes into one transaction, so the
+ * transaction gathers wallet row locks write after write, in no order common to all writers;
+ * two such transactions crediting the same busy wallets (every purchase below a popular referrer
+ * credits them) deadlock, each deadlock stalls both for deadlock_timeout (1 s), and rolling back
+ * to the write's savepoint keeps the earlier writes' locks, so the retry meets the same cycle.
+ * Ordering inside one write cannot prevent that; one lock held to COMMIT does. The cost: money
+ * batches commit one at a time (as on SQLite), each still sharing one COMMIT among its writes;
+ * the other writers' signups, tracking and reads go on meanwhile. The lock is re-entrant, so
+ * every money write asks for it. Key: pg.c's locks are 500086551673..6. */
+static const char SQL_MONEY_LOCK[] = "SELECT pg_advisory_xact_lock(500086551677)";
+
+static int money_lock(struct pconn *c)
+{
+    return pg_write(c, SQL_MONEY_LOCK, NULL, 0, NULL);
+}
+
 /* Append a ledger entry and move the matching balance. points_out gets the wallet's points
  * balance after the move. */
 static int post(struct pconn *c, const char *user_id, bool cash, int64_t amount, const char *kind,
@@ -328,10 +345,12 @@ static int apply_purchase(struct pconn *c, struct store_write *w)
     __typeof__(w->out.purchase) *out = &w->out.purchase;
     memset(out, 0, sizeof *out);
     int64_t now = w->now_ms;
+    int e = money_lock(c);
+    if (e)
+        return e;
 
     struct pgp p = {0};
     pgp_text(&p, in->user_id);
-    int e;
     PGresult *r = query(c, SQL_BUYER, &p, &e);
     if (!r)
         return e;
@@ -502,10 +521,12 @@ static int apply_refund(struct pconn *c, struct store_write *w)
     const __typeof__(w->in.refund) *in = &w->in.refund;
     __typeof__(w->out.refund) *out = &w->out.refund;
     memset(out, 0, sizeof *out);
+    int e = money_lock(c);
+    if (e)
+        return e;
     struct pgp p = {0};
     pgp_str(&p, in->retailer_key); /* "" is a key */
     pgp_text(&p, in->transaction_id);
-    int e;
     PGresult *r = query(c, SQL_PURCHASE_LOCK, &p, &e);
     if (!r)
         return e;
@@ -719,10 +740,12 @@ static int apply_redeem(struct pconn *c, struct store_write *w)
     __typeof__(w->out.redeem) *out = &w->out.redeem;
     memset(out, 0, sizeof *out);
     int64_t now = w->now_ms;
+    int e = money_lock(c);
+    if (e)
+        return e;
     struct pgp p = {0};
     pgp_text(&p, w->in.redeem.item_id);
     pgp_int(&p, now);
-    int e;
     PGresult *r = query(c, SQL_ITEM_TAKE, &p, &e);
     if (!r)
         return e;
