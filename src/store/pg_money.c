@@ -20,10 +20,13 @@
  *    conflicts; the replay then reads the committed row (READ COMMITTED: each statement sees
  *    what committed before it). Under a stricter isolation the server answers 40001 instead,
  *    which comes back as TE_RETRY and store.c runs the write again.
- *  - Wallet rows are locked in user id order within a write (credits are applied sorted by user;
- *    a refund locks every wallet it touches in one ordered SELECT ... FOR UPDATE), a refund locks
- *    its purchase row first, a claim its reward row: deadlocks become rare, and the ones left come
- *    back from pg_run as TE_RETRY, returned unchanged. */
+ *  - Purchases, refunds and redemptions take turns on one advisory lock held to COMMIT (see
+ *    money_lock: without it grouped writes deadlocked on busy wallets). Inside a write, wallets
+ *    are still locked in user id order (credits applied sorted by user; a refund locks every
+ *    wallet it touches in one ordered SELECT ... FOR UPDATE, after its purchase row), and a
+ *    claim locks its reward row, so that writers which do not take the lock (jobs paying
+ *    bonuses) rarely deadlock with these; a deadlock left comes back from pg_run as TE_RETRY,
+ *    returned unchanged. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
