@@ -11,34 +11,51 @@
 #include <string.h>
 
 #include "core/err.h"
-#include "core/log.h"
 #include "store/pg_int.h"
 
-/* Run an assembled statement; maps constraint failures like the SQLite engine does. */
+static const char SQL_PING[] = "SELECT 1";
+
+/* Run an assembled statement; maps constraint failures like the SQLite engine does. A reader
+ * whose connection broke reconnects (through pg_run) and runs the statement once more, as every
+ * cached read does; the writer's connection is pg.c's business between transactions. */
 static int exec_dynamic(struct pconn *c, const char *sql, const struct pgp *p, PGresult **out,
                         const char *what)
 {
-    PGresult *r = PQexecParams(c->pg, sql, p ? p->n : 0, NULL, p ? p->v : NULL, NULL, NULL, 0);
-    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-        if (out)
-            *out = r;
-        else
+    for (int attempt = 0;; attempt++) {
+        if (c->broken && !c->writer) {
+            int e = 0;
+            PGresult *ping = pg_run(c, SQL_PING, NULL, 0, &e);
+            if (!ping)
+                return e;
+            PQclear(ping);
+        }
+        PGresult *r = PQexecParams(c->pg, sql, p ? p->n : 0, NULL, p ? p->v : NULL, NULL, NULL, 0);
+        ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+            if (out)
+                *out = r;
+            else
+                PQclear(r);
+            return 0;
+        }
+        if (PQstatus(c->pg) == CONNECTION_BAD && !c->writer && attempt == 0) {
+            c->broken = true;
             PQclear(r);
-        return 0;
+            continue;
+        }
+        const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+        int rc;
+        if (state && strcmp(state, "23505") == 0)
+            rc = TE_CONFLICT;
+        else if (state && strcmp(state, "23503") == 0)
+            rc = TE_NOT_FOUND;
+        else if (state && strncmp(state, "23", 2) == 0)
+            rc = TE_VALIDATION;
+        else
+            rc = pg_fail(c, r, what);
+        PQclear(r);
+        return rc;
     }
-    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    int rc;
-    if (state && strcmp(state, "23505") == 0)
-        rc = TE_CONFLICT;
-    else if (state && strcmp(state, "23503") == 0)
-        rc = TE_NOT_FOUND;
-    else if (state && strncmp(state, "23", 2) == 0)
-        rc = TE_VALIDATION;
-    else
-        rc = pg_fail(c, r, what);
-    PQclear(r);
-    return rc;
 }
 
 static void param_value(struct pgp *p, const struct catalog_col *col, json_t *v)
