@@ -16,9 +16,10 @@
  * would spend its time waiting; engine->writers threads, each with its own connection and its
  * own group-commit transaction, take batches from the same queue (SQLite keeps one writer and
  * its sync stage). A write the database asks to retry (TE_RETRY: deadlock, serialization
- * failure) is rolled back to its savepoint and applied again a bounded number of times with a
- * short backoff; a COMMIT that asks for a retry re-applies the whole batch (bounded); a COMMIT
- * whose outcome is unknown answers TE_COMMIT_UNKNOWN to every write that had succeeded. */
+ * failure) is rolled back to its savepoint and applied again, after the rest of its batch
+ * committed, a bounded number of times with a short backoff (run_batch); a COMMIT that asks
+ * for a retry re-applies the batch (bounded); a COMMIT whose outcome is unknown answers
+ * TE_COMMIT_UNKNOWN to every write that had succeeded. */
 #include "store/store.h"
 
 #include <assert.h>
@@ -161,13 +162,29 @@ static void retry_backoff(int attempt)
 }
 
 /* Apply and commit one batch on conn. Returns true when it committed and still needs the
- * durability sync before its callers may be answered. */
+ * durability sync before its callers may be answered.
+ *
+ * A write answered TE_RETRY (a deadlock, a serialization failure) is rolled back to its
+ * savepoint and set aside; once the rest of the batch has committed, releasing its row locks,
+ * the writes set aside are applied again in a transaction of their own (at most WRITE_RETRIES
+ * times). Retrying inside the same transaction would mostly meet the same deadlock again: the
+ * other transaction waits for locks our earlier writes hold. */
 static bool run_batch(struct store *s, void *conn, struct store_write *batch)
 {
     const struct store_engine *e = s->eng;
-    for (int round = 0;; round++) {
-        int rc = e->begin(conn);
-        for (struct store_write *w = batch; w; w = w->next) {
+    bool todo[LIMIT_WRITE_BATCH]; /* applied in this pass */
+    int n = 0;
+    for (struct store_write *w = batch; w; w = w->next) {
+        assert(n < LIMIT_WRITE_BATCH);
+        todo[n++] = true;
+    }
+    int commit_retries = 0;
+    for (int pass = 0;; pass++) {
+        int rc = e->begin(conn), i = 0;
+        bool set_aside = false;
+        for (struct store_write *w = batch; w; w = w->next, i++) {
+            if (!todo[i])
+                continue;
             if (rc) {
                 w->rc = rc;
                 continue;
@@ -177,32 +194,36 @@ static bool run_batch(struct store *s, void *conn, struct store_write *batch)
                 continue;
             }
             w->rc = e->apply(conn, w);
-            for (int t = 1; w->rc == TE_RETRY && t <= WRITE_RETRIES; t++) {
-                e->rollback_to(conn);
-                retry_backoff(t);
-                w->rc = e->apply(conn, w);
-            }
             if (w->rc)
                 e->rollback_to(conn);
             if (e->release(conn))
                 w->rc = w->rc ? w->rc : TE_DB;
+            if (w->rc == TE_RETRY)
+                set_aside = true;
         }
         if (rc)
             return false;
         int crc = e->commit(conn);
-        if (crc == 0)
-            return e->sync != NULL;
-        e->rollback(conn);
-        if (crc == TE_RETRY && round < BATCH_RETRIES) {
-            log_warn("store: commit asked for a retry; applying the batch again");
-            retry_backoff(round + 1);
-            continue;
+        if (crc) {
+            e->rollback(conn);
+            if (crc == TE_RETRY && commit_retries++ < BATCH_RETRIES) {
+                log_warn("store: commit asked for a retry; applying the batch again");
+                retry_backoff(commit_retries);
+                continue; /* the same writes again */
+            }
+            int wrc = crc == TE_COMMIT_UNKNOWN || crc == TE_RETRY ? crc : TE_DB;
+            i = 0;
+            for (struct store_write *w = batch; w; w = w->next, i++)
+                if (todo[i] && w->rc == 0)
+                    w->rc = wrc;
+            return false;
         }
-        int wrc = crc == TE_COMMIT_UNKNOWN || crc == TE_RETRY ? crc : TE_DB;
-        for (struct store_write *w = batch; w; w = w->next)
-            if (w->rc == 0)
-                w->rc = wrc;
-        return false;
+        if (!set_aside || pass >= WRITE_RETRIES)
+            return e->sync != NULL;
+        i = 0;
+        for (struct store_write *w = batch; w; w = w->next, i++)
+            todo[i] = todo[i] && w->rc == TE_RETRY;
+        retry_backoff(pass + 1);
     }
 }
 
