@@ -28,6 +28,7 @@ from conftest import (
 )
 
 from jobkit import add_users
+from moneykit import FastConn, Shop, run_workers, txid
 
 SECRET = "e2e-test-secret-0123456789abcdef-pg-engine"
 
@@ -202,3 +203,36 @@ def test_event_ids_become_visible_in_order(start_tally):
     rows = t.sql("SELECT COUNT(*), COUNT(DISTINCT id) FROM events WHERE user_id = ?",
                  (referrer["user"]["id"],))
     assert rows == [(len(users), len(users))]
+
+
+def test_crossing_writes_of_several_writers_all_commit_once(start_tally):
+    """Purchases crediting two hot referrers' wallets in opposite orders, from many clients
+    at once, so that several writers' batches run side by side: every purchase is answered
+    201 and credited exactly once, and verify passes."""
+    t = start_tally()
+    shop = Shop(t)
+    r1, r2 = shop.user("R1"), shop.user("R2")
+    buyers1, buyers2 = shop.users(3, r1, name="P"), shop.users(3, r2, name="Q")
+    n_threads, rounds = 12, 15
+
+    def work(i):
+        conn = FastConn(t, shop.admin)
+        statuses = []
+        try:
+            for k in range(rounds):
+                pair = (buyers1[k % 3], buyers2[(k + i) % 3])
+                for b in (pair if i % 2 else pair[::-1]):
+                    status, body = conn.post("/api/purchase", {
+                        "transactionId": txid(), "userId": b["id"], "amount": "10.00"})
+                    statuses.append((status, body if status != 201 else None))
+        finally:
+            conn.close()
+        return statuses
+
+    results = [s for per in run_workers(n_threads, work) for s in per]
+    assert [s for s in results if s[0] != 201] == []
+    per_referrer = n_threads * rounds  # purchases by each referrer's buyers
+    assert shop.db_wallet(r1["id"])[0] == per_referrer * 50  # 5% of 10.00, in cents
+    assert shop.db_wallet(r2["id"])[0] == per_referrer * 50
+    proc = t.cli("verify", check=False)
+    assert proc.returncode == 0 and "verify: all checks passed" in proc.stdout, proc.stdout
