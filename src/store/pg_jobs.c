@@ -5,8 +5,8 @@
  *
  * Exactly once, also when two nodes run the same batch at the same moment (the scheduler's
  * advisory lock makes that rare, never impossible: a lock lost with its connection):
- *  - findQualifiedUsers: its batches take a transaction advisory lock, so concurrent runs
- *    take turns batch by batch and each sees what the other committed. Under that,
+ *  - findQualifiedUsers: its batches take the money writes' transaction advisory lock, so
+ *    concurrent runs take turns batch by batch and each sees what the other committed. Under that,
  *    bonus_groups is UNIQUE (referrer, seq) and referrals.bonus_group_id is set only where it
  *    is NULL: a batch that raced anyway fails whole (TE_CONFLICT) and the next run carries on.
  *  - payQualifiedUsers picks its groups FOR UPDATE SKIP LOCKED: two nodes pay disjoint
@@ -135,8 +135,10 @@ static const char SQL_REFERRALS_ASSIGN[] =
 
 /* One batch of phase one at a time, cluster-wide, until the batch's commit: a second run's
  * batch then starts from what the first committed (a fresh snapshot per statement), as two
- * processes on SQLite take turns at the write lock, instead of racing for the same groups. */
-static const char SQL_ASSIGN_LOCK[] = "SELECT pg_advisory_xact_lock(500086551676)";
+ * processes on SQLite take turns at the write lock, instead of racing for the same groups.
+ * The lock is the money writes' (pg_money.c), not one of its own: a writer batch holding one
+ * lock while waiting for another could deadlock with a batch holding them the other way. */
+static const char SQL_ASSIGN_LOCK[] = "SELECT pg_advisory_xact_lock(500086551677)";
 
 static int find_qualified(struct pconn *c, struct store_write *w)
 {

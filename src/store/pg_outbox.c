@@ -8,9 +8,12 @@
  * the same transaction. UNIQUE (kind, target_id, event_id) keeps a delivery single.
  *
  * Many nodes:
- *  - Fan-out takes a transaction advisory lock first, so the writers of every node fan out one
+ *  - Fan-out first tries a transaction advisory lock, so the writers of every node fan out one
  *    at a time; each sees the cursors the previous one committed (READ COMMITTED: a snapshot
- *    per statement) and none does the same work twice or deadlocks on the unique index.
+ *    per statement) and none does the same work twice or deadlocks on the unique index. It
+ *    only tries (a busy lock answers "busy" and the dispatcher comes back on its next pass):
+ *    a writer whose batch also holds the money lock (pg_money.c) must never wait for this one,
+ *    or two batches could each hold the lock the other waits for.
  *  - Due deliveries are claimed, not just read: the dispatcher's session takes an advisory
  *    lock per delivery it returns (pg_try_advisory_lock, skipping those another node holds)
  *    and keeps them until its next pass, by which time each attempt's result is committed. A
@@ -271,7 +274,7 @@ static int webhook_write(struct pconn *c, struct store_write *w)
 /* Webhook fan-out for events (cursor, upto], for every active webhook at once. With no
  * active webhook there is nothing to fan out: upto is the newest event, so the pass ends. */
 /* advisory lock key: one fan-out at a time, cluster-wide, until the writer's commit */
-static const char SQL_FANOUT_LOCK[] = "SELECT pg_advisory_xact_lock(500086551675)";
+static const char SQL_FANOUT_LOCK[] = "SELECT pg_try_advisory_xact_lock(500086551675)";
 static const char SQL_FANOUT_UPTO[] =
     "SELECT LEAST(m, COALESCE((SELECT MIN(cursor_event_id) FROM webhooks WHERE is_active = 1)"
     " + $1, m)), m FROM (SELECT COALESCE(MAX(id), 0) AS m FROM events) x";
@@ -355,14 +358,17 @@ static int fanout_messages(struct pconn *c, struct store_write *w, int64_t upto)
 static int fanout(struct pconn *c, struct store_write *w)
 {
     memset(&w->out.fanout, 0, sizeof w->out.fanout);
-    int e = pg_write(c, SQL_FANOUT_LOCK, NULL, 0, NULL);
-    if (e)
-        return e;
+    int err = 0;
+    PGresult *r = pg_run(c, SQL_FANOUT_LOCK, NULL, 0, &err);
+    if (!r)
+        return err;
+    w->out.fanout.busy = !pg_col_bool(r, 0, 0);
+    PQclear(r);
+    if (w->out.fanout.busy)
+        return 0;
     struct pgp p = {0};
     pgp_int(&p, w->in.fanout.batch);
-    int err = 0;
-    PGresult *r = pg_run(c, SQL_FANOUT_UPTO, &p, 0, &err);
-    if (!r)
+    if (!(r = pg_run(c, SQL_FANOUT_UPTO, &p, 0, &err)))
         return err;
     int64_t upto = PQntuples(r) > 0 ? pg_col_int(r, 0, 0) : 0;
     int64_t max = PQntuples(r) > 0 ? pg_col_int(r, 0, 1) : 0;
@@ -370,6 +376,7 @@ static int fanout(struct pconn *c, struct store_write *w)
     struct pgp q = {0};
     pgp_int(&q, upto);
     pgp_int(&q, w->now_ms);
+    int e;
     if ((e = pg_write(c, SQL_FANOUT_WEBHOOKS, &q, 0, &w->out.fanout.deliveries)))
         return e;
     struct pgp s = {0};

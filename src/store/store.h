@@ -600,6 +600,7 @@ struct store_write {
         struct {
             int64_t deliveries;
             bool more;
+            bool busy; /* another node is fanning out now: nothing done, try on a later pass */
         } fanout;
     } out;
     int rc;                            /* 0 or TE_*; set by the writer before done() */
