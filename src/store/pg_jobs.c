@@ -9,8 +9,9 @@
  *    concurrent runs take turns batch by batch and each sees what the other committed. Under that,
  *    bonus_groups is UNIQUE (referrer, seq) and referrals.bonus_group_id is set only where it
  *    is NULL: a batch that raced anyway fails whole (TE_CONFLICT) and the next run carries on.
- *  - payQualifiedUsers picks its groups FOR UPDATE SKIP LOCKED: two nodes pay disjoint
- *    groups, and a group paid meanwhile fails the re-check of status = 'processing'. Under
+ *  - payQualifiedUsers takes the same lock, and picks its groups FOR UPDATE SKIP LOCKED: two
+ *    payers pay disjoint groups, and a group paid meanwhile fails the re-check of
+ *    status = 'processing'. Under
  *    that, the UNIQUE index on ledger_entries(ref_id) WHERE kind = 'bonus' makes a second
  *    payment of a group impossible whatever happens.
  *  - badges: UNIQUE (user_id, badge) with ON CONFLICT DO NOTHING.
@@ -138,11 +139,11 @@ static const char SQL_REFERRALS_ASSIGN[] =
  * processes on SQLite take turns at the write lock, instead of racing for the same groups.
  * The lock is the money writes' (pg_money.c), not one of its own: a writer batch holding one
  * lock while waiting for another could deadlock with a batch holding them the other way. */
-static const char SQL_ASSIGN_LOCK[] = "SELECT pg_advisory_xact_lock(500086551677)";
+static const char SQL_MONEY_LOCK[] = "SELECT pg_advisory_xact_lock(500086551677)";
 
 static int find_qualified(struct pconn *c, struct store_write *w)
 {
-    int e = pg_write(c, SQL_ASSIGN_LOCK, NULL, 0, NULL);
+    int e = pg_write(c, SQL_MONEY_LOCK, NULL, 0, NULL);
     if (e || (e = pg_write(c, SQL_ASSIGN_TABLE, NULL, 0, NULL)))
         return e;
     struct pgp p = {0};
@@ -212,8 +213,11 @@ static const char SQL_PAY_TOTAL[] =
 
 static int pay_qualified(struct pconn *c, struct store_write *w)
 {
-    int e = pg_write(c, SQL_PAY_TABLE, NULL, 0, NULL);
-    if (e || (e = pg_write(c, SQL_PAY_CLEAR, NULL, 0, NULL)))
+    /* Payments credit wallets, as purchases do: under the same lock (SQL_MONEY_LOCK), a
+     * payment batch and a purchase batch never wait for each other's wallet rows in turn. */
+    int e = pg_write(c, SQL_MONEY_LOCK, NULL, 0, NULL);
+    if (e || (e = pg_write(c, SQL_PAY_TABLE, NULL, 0, NULL)) ||
+        (e = pg_write(c, SQL_PAY_CLEAR, NULL, 0, NULL)))
         return e;
     struct pgp p = {0};
     pgp_int(&p, w->in.job.batch);
