@@ -23,7 +23,7 @@ static void print_key(const struct apikey *k, void *arg)
 int cmd_apikey(int argc, char **argv)
 {
     struct opt opts[] = {
-        {"--db", "PATH|URL", "SQLite file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
+        {"--db", "PATH|URL", "a file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
         {"--name", "NAME", "create: what the key is for (e.g. \"shop till 4\")", 0},
         {"--scopes", "LIST", "create: comma-separated scopes: admin, pos, app", 0},
         {"--retailer", "ID", "create: bind a pos key to one retailer", 0},

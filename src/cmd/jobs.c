@@ -17,7 +17,7 @@ static const char *env_get(const char *name)
 int cmd_jobs(int argc, char **argv)
 {
     struct opt opts[] = {
-        {"--db", "PATH|URL", "SQLite file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
+        {"--db", "PATH|URL", "a file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
         {"--at", "TIME", "run: act as if now were TIME (RFC 3339), for tests and replays", 0},
         {0},
     };
@@ -27,7 +27,8 @@ int cmd_jobs(int argc, char **argv)
     if (cli_parse(argc, argv, 2, opts, pos, 2, &n_pos, &help))
         return 2;
     if (help || n_pos == 0) {
-        cli_usage("tally jobs list [--db PATH|URL]\n       tally jobs run NAME [--db PATH|URL] [--at TIME]",
+        cli_usage("tally jobs list [--db PATH|URL]\n"
+                  "       tally jobs run NAME [--db PATH|URL] [--at TIME]",
                   "List the scheduled jobs with their schedules and last runs, or run one now. "
                   "'run' exits 1 if the job failed. Every run is recorded in automation_logs.",
                   opts);

@@ -7,7 +7,7 @@
 int cmd_migrate(int argc, char **argv)
 {
     struct opt opts[] = {
-        {"--db", "PATH|URL", "SQLite file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
+        {"--db", "PATH|URL", "a file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
         {0},
     };
     const char *pos[1];

@@ -55,7 +55,7 @@ int cmd_serve(int argc, char **argv)
 {
     struct opt opts[] = {
         {"--port", "N", "port to listen on (env TALLY_PORT; default 8080; 0 picks a free one)", 0},
-        {"--db", "PATH|URL", "SQLite file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
+        {"--db", "PATH|URL", "a file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
         {"--test-clock-offset", "SECONDS",
          "tests only: run the server's clock this many seconds ahead (or behind, if negative)", 0},
         {0},

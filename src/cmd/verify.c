@@ -19,7 +19,7 @@ static void report(const char *check, long long problems, const char *example, v
 int cmd_verify(int argc, char **argv)
 {
     struct opt opts[] = {
-        {"--db", "PATH|URL", "SQLite file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
+        {"--db", "PATH|URL", "a file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
         {0},
     };
     const char *pos[1];

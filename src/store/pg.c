@@ -18,9 +18,9 @@
  *    ON CONFLICT DO NOTHING and a row count, so a savepoint is never left aborted. Deadlocks
  *    (40P01) and serialization failures (40001) are TE_RETRY: store.c rolls the write back to
  *    its savepoint and applies it again once the rest of its batch has committed (bounded);
- *    a COMMIT failing with those re-applies the batch. A COMMIT whose connection broke has an unknown outcome: its writes
- *    get TE_COMMIT_UNKNOWN (503: retry with the same idempotency key, which credits once) and
- *    the next batch reconnects. A batch whose connection broke before COMMIT is known not to
+ *    a COMMIT failing with those re-applies the batch. A COMMIT whose connection broke has an
+ *    unknown outcome: its writes get TE_COMMIT_UNKNOWN (503: retry with the same idempotency
+ *    key, which credits once) and the next batch reconnects. A batch whose connection broke before COMMIT is known not to
  *    have committed and is re-applied on a new connection.
  *  - Readers: autocommit, one connection per thread; a read that fails because the connection
  *    broke reconnects and runs once more.
