@@ -506,7 +506,6 @@ except ImportError:  # only needed with TALLY_TEST_ENGINE=postgres
     _psycopg2 = None
 
 IntegrityError = (sqlite3.IntegrityError,) + ((_psycopg2.IntegrityError,) if _psycopg2 else ())
-DatabaseError = (sqlite3.DatabaseError,) + ((_psycopg2.DatabaseError,) if _psycopg2 else ())
 
 
 def _pg_placeholders(query):

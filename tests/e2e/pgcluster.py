@@ -310,9 +310,6 @@ class PgCluster:
 
         return psycopg2.connect(url_to_dsn(url))
 
-    def owns(self, url):
-        return self.port is not None and str(url).startswith(f"postgres://{APP_ROLE}@127.0.0.1:{self.port}/")
-
 
 def url_to_dsn(url):
     """psycopg2 (libpq) takes postgres:// URLs as they are."""
