@@ -9,8 +9,9 @@
  * (store_job_try_lock: an advisory lock, then a look at the automation log for a run of this
  * tick), the others skip it. For that the nodes must agree on the ticks: cron ticks are the
  * same everywhere, and on a shared store "@every N" ticks sit on the epoch's grid of N. Each
- * node wakes a random few milliseconds after a tick, so the runs spread over the nodes. Correctness does not depend on the election: the store's unique
- * keys make a double payment impossible even when two nodes run a job at the same moment. */
+ * node wakes a random few milliseconds after a tick, so the runs spread over the nodes.
+ * Correctness does not depend on the election: the store's unique keys make a double payment
+ * impossible even when two nodes run a job at the same moment. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

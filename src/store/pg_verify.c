@@ -29,7 +29,8 @@ static const struct check checks[] = {
     {"points never went below zero",
      "SELECT 'user ' || user_id || ': running points reached ' || MIN(running) FROM"
      " (SELECT user_id, SUM(amount) OVER (PARTITION BY user_id ORDER BY id) AS running"
-     "  FROM ledger_entries WHERE account = 'points') AS r GROUP BY user_id HAVING MIN(running) < 0"},
+     "  FROM ledger_entries WHERE account = 'points') AS r GROUP BY user_id"
+     " HAVING MIN(running) < 0"},
     {"each purchase credited at most once per level",
      "SELECT 'purchase ' || purchase_id || ' level ' || COALESCE(level, 0) || ': ' || COUNT(*)"
      " || ' ' || kind || ' entries' FROM ledger_entries WHERE kind IN ('commission',"
@@ -54,7 +55,8 @@ static const struct check checks[] = {
     {"refunded totals match the refunds",
      "SELECT 'purchase ' || p.id || ': refunded ' || p.refunded_cents || ', refunds ' ||"
      " COALESCE(SUM(r.amount_cents), 0) FROM purchases p LEFT JOIN refunds r ON"
-     " r.purchase_id = p.id GROUP BY p.id HAVING p.refunded_cents <> COALESCE(SUM(r.amount_cents), 0)"},
+     " r.purchase_id = p.id GROUP BY p.id"
+     " HAVING p.refunded_cents <> COALESCE(SUM(r.amount_cents), 0)"},
     {"referrals agree with users.referred_by",
      "SELECT 'user ' || u.id || ': referred_by ' || COALESCE(u.referred_by, 'NULL') ||"
      " ', referral row ' || COALESCE(r.referrer_user_id, 'none') FROM users u LEFT JOIN"
@@ -74,7 +76,8 @@ static const struct check checks[] = {
      "WITH RECURSIVE chain(start, cur, depth) AS ("
      "  SELECT id, referred_by, 1 FROM users WHERE referred_by IS NOT NULL"
      "  UNION ALL SELECT chain.start, u.referred_by, chain.depth + 1 FROM chain"
-     "  JOIN users u ON u.id = chain.cur WHERE u.referred_by IS NOT NULL AND chain.cur <> chain.start"
+     "  JOIN users u ON u.id = chain.cur WHERE u.referred_by IS NOT NULL"
+     "  AND chain.cur <> chain.start"
      "  AND chain.depth < 100000)"
      " SELECT DISTINCT 'user ' || start || ' is its own ancestor' FROM chain WHERE cur = start"},
 };
