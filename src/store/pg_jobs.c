@@ -45,8 +45,8 @@ static int bounded_update(struct pconn *c, struct store_write *w, const char *sq
  * batch's range: sets out.job.more and out.job.cursor, the last id into last[]. Returns the
  * number of ids (0: nothing to do) or TE_*. The batch's statements then work on the range
  * (cursor, last] set-based. */
-static int batch_range(struct pconn *c, const char *sql, const struct pgp *p,
-                       struct store_write *w, char last[ID_LEN + 1])
+static int batch_range(struct pconn *c, const char *sql, const struct pgp *p, struct store_write *w,
+                       char last[ID_LEN + 1])
 {
     int err = 0;
     PGresult *r = pg_run(c, sql, p, 0, &err);
@@ -304,8 +304,7 @@ static const char SQL_LOGS[] =
     " AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4";
 
 int pg_automation_logs(void *conn, const char *service, const char *status, const char *before_id,
-                       int limit, void (*fn)(const struct automation_log *l, void *arg),
-                       void *arg)
+                       int limit, void (*fn)(const struct automation_log *l, void *arg), void *arg)
 {
     struct pconn *c = conn;
     struct pgp p = {0};

@@ -30,9 +30,9 @@
 #include "core/log.h"
 #include "store/pg_int.h"
 
-#define MSG_BATCH 512              /* message candidates per fan-out pass */
+#define MSG_BATCH 512 /* message candidates per fan-out pass */
 
-#define WEBHOOK_COLS                                                                           \
+#define WEBHOOK_COLS                                                                               \
     "id, url, events, secret, is_active, COALESCE(disabled_reason, ''), created_at, updated_at"
 
 static void read_webhook(const PGresult *r, int i, struct webhook *w)
@@ -84,8 +84,8 @@ int pg_webhooks_list(void *conn, void (*fn)(const struct webhook *w, void *arg),
     return 0;
 }
 
-#define DELIVERY_COLS                                                                          \
-    "d.id, d.kind, d.target_id, d.event_id, e.type, d.status, d.attempts, d.next_attempt_at,"  \
+#define DELIVERY_COLS                                                                              \
+    "d.id, d.kind, d.target_id, d.event_id, e.type, d.status, d.attempts, d.next_attempt_at,"      \
     " COALESCE(d.last_status_code, 0), COALESCE(d.last_error, ''), d.created_at, d.updated_at"
 
 static void read_delivery(const PGresult *r, int i, struct delivery *d)
@@ -288,8 +288,7 @@ static const char SQL_FANOUT_WEBHOOKS[] =
 static const char SQL_FANOUT_CURSORS[] =
     "UPDATE webhooks SET cursor_event_id = $1 WHERE is_active = 1 AND cursor_event_id < $1";
 /* Messages: earnings of users with a phone, capped per user per hour (beyond: skipped). */
-static const char SQL_MSG_CURSOR[] =
-    "SELECT value::bigint FROM meta WHERE key = 'messages_cursor'";
+static const char SQL_MSG_CURSOR[] = "SELECT value::bigint FROM meta WHERE key = 'messages_cursor'";
 /* The MSG_BATCH-th candidate after the cursor, if there are that many: the pass ends there. */
 static const char SQL_MSG_LAST[] =
     "SELECT e.id FROM events e JOIN users u ON u.id = e.user_id"

@@ -82,8 +82,8 @@ static const struct check checks[] = {
      " SELECT DISTINCT 'user ' || start || ' is its own ancestor' FROM chain WHERE cur = start"},
 };
 
-int pg_verify(void *conn, void (*report)(const char *check, long long problems,
-                                         const char *example, void *arg),
+int pg_verify(void *conn,
+              void (*report)(const char *check, long long problems, const char *example, void *arg),
               void *arg)
 {
     struct pconn *c = conn;
