@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import assert_error, json_field, module_server, sqlite_only, wait_until
+from conftest import assert_error, json_field, module_server, wait_until
 from moneykit import Shop, txid, verify
 from notifykit import Receiver, cpu_seconds, verify_signature
 
@@ -510,9 +510,6 @@ def test_refused_purchases_send_nothing(tally, shop, chain, hooks, receivers):
 # ---- restarts ----
 
 
-@sqlite_only("on PostgreSQL a delivery claimed by a node that died is sent again when its claim "
-             "lease ends (5 minutes, CLAIM_LEASE_MS in src/store/pg_outbox.c), so that another "
-             "node cannot send it twice; a restarted node does not know the claim was its own")
 def test_sigkill_mid_delivery_delivers_after_restart(start_tally, receivers):
     t = start_tally(env=HOOK_ENV)
     shop = Shop(t)
