@@ -25,9 +25,16 @@ One run:
      `tally jobs run findQualifiedUsers` then `payQualifiedUsers`, each timed with its peak
      RSS and bonus groups per second, the groups checked against what the data implies, then
      `tally verify`. The pristine database is kept in BENCH_JOB_CACHE for the next run;
-  6. prints one table (requests/s, p50, p99, errors) with the ratios and targets the issues
-     ask for, then the purchase, WebSocket and jobs figures;
-  7. stops each server with SIGTERM, checks that it exits 0, and removes the temporary directory.
+  6. PostgreSQL (issue 6): starts its own PostgreSQL 15 cluster (tests/e2e/pgcluster.py: initdb
+     in a temporary directory as an unprivileged user, a free port on 127.0.0.1, fsync and
+     synchronous_commit on), loads the same users, codes and referrals into a fresh database
+     migrated by the server, and runs the healthz and purchase scenarios against
+     `build/tally serve --db postgres://...` with the same checks (purchases in the database
+     against the 201s, `tally verify` on the live database); the cluster is removed after;
+  7. prints one table (requests/s, p50, p99, errors) with the ratios and targets the issues
+     ask for, then the purchase figures on both engines side by side, the WebSocket and jobs
+     figures;
+  8. stops each server with SIGTERM, checks that it exits 0, and removes the temporary directory.
 
 The machine may be shared: each row says how many cores other processes kept busy meanwhile
 ("bg cpu"), so that a depressed figure can be told from a slow server.
@@ -36,8 +43,10 @@ Environment:
   BENCH_SECONDS      seconds per scenario (default 10)
   BENCH_USERS        users in the database (default 100000)
   BENCH_WRK_THREADS  wrk threads (default 2)
-  BENCH_ONLY         comma-separated scenario names to run, plus "ws" and "jobs" for those
-                     parts (default: all)
+  BENCH_ONLY         comma-separated scenario names to run, plus "ws", "jobs" and "pg" for
+                     those parts (default: all); "pg" runs healthz and purchase on PostgreSQL
+                     (BENCH_ONLY=healthz,purchase,pg compares the engines and nothing else)
+  BENCH_PG           0: skip the PostgreSQL part (default 1 when PostgreSQL 15 is installed)
   BENCH_WS_SOCKETS   idle WebSockets to open (default 10000, the server's LIMIT_WS_SOCKETS;
                      the bench raises its own soft file limit to fit)
   BENCH_JOB_USERS    users who may refer, in the jobs database (default 1000000)
@@ -97,6 +106,9 @@ import jobsdb  # bench/jobsdb.py: the large database of the jobs measurement
 import wsload  # bench/wsload.py: raw asyncio WebSocket clients
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+import pgcluster  # noqa: E402 - tests/e2e/pgcluster.py: the throw-away PostgreSQL cluster
+
 LUA_DIR = ROOT / "bench" / "lua"
 TALLY = Path(os.environ.get("TALLY_BIN", ROOT / "build" / "tally"))
 
@@ -120,6 +132,7 @@ JOB_CACHE = os.environ.get("BENCH_JOB_CACHE",
 # Every server the bench starts signs tokens with this (bench-only) secret, so that the
 # WebSocket clients can mint their own (wsload.mint_jwt).
 JWT_SECRET = "tally-bench-jwt-secret-0123456789abcdef-not-for-production"
+PG_ENABLED = os.environ.get("BENCH_PG", "1") != "0"
 N_BUYERS = 10000  # buyers of the purchase scenario (each with two levels of referrers)
 # Issue 3's targets for the purchase scenario on this 2-core machine.
 TARGET_PURCHASES_S = 25000
@@ -360,7 +373,47 @@ def populate(db: Path, password_hash: str, n_users: int, rng: random.Random) -> 
     week = sum(1 for r in referrals if r[5] >= now - 7 * DAY_MS)
     return {"users": n_users, "referrals": len(referrals), "converted": converted,
             "referrals_last_week": week, "user_ids": ids, "codes": codes,
-            "referrer_of": referrer_of}
+            "referrer_of": referrer_of, "rows": (users, code_rows, referrals)}
+
+
+def populate_pg(url: str, pop: dict) -> float:
+    """The same rows as populate() into a PostgreSQL database the server has migrated
+    (schema: src/store/pg.c); returns the seconds taken. COPY in one transaction, then
+    ANALYZE, as an operator would after a bulk load. (100,000 users took 32-37 s on the busy
+    2-core machine, foreign-key checks or not; SQLite's load about a third of that.)"""
+    import csv
+    import io
+
+    import psycopg2
+
+    users, code_rows, referrals = pop["rows"]
+
+    def copy(cur, table: str, columns: str, rows) -> None:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        for r in rows:  # None -> an unquoted empty field, which COPY's CSV reads as NULL
+            w.writerow(["" if v is None else v for v in r])
+        buf.seek(0)
+        cur.copy_expert(f"COPY {table} ({columns}) FROM STDIN WITH (FORMAT csv)", buf)
+
+    t0 = time.monotonic()
+    con = psycopg2.connect(url)
+    try:
+        with con.cursor() as cur:
+            cur.execute("SET synchronous_commit = off")  # this session only: the load
+            copy(cur, "users", "id, name, email, password_hash, referred_by, is_admin, created_at",
+                 ((*u[:5], 0, u[5]) for u in users))
+            copy(cur, "referral_codes", "id, user_id, code, is_active, created_at, expires_at",
+                 ((*c[:3], 1, *c[3:]) for c in code_rows))
+            copy(cur, "referrals", "id, referrer_user_id, referred_user_id, referral_code_id,"
+                 " status, created_at, converted_at", referrals)
+        con.commit()
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute("ANALYZE")
+    finally:
+        con.close()
+    return time.monotonic() - t0
 
 
 # ---------------------------------------------------------------- background load
@@ -584,12 +637,23 @@ def purchase_params(tag: str) -> Callable[[Ctx], dict]:
                         "product": ctx.data["product"], "nonce": ctx.nonce + tag}
 
 
-def count_purchases(db: Path, prefix: str) -> int:
+def count_purchases(db, prefix: str) -> int:
+    bounds = (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))
+    if pgcluster.is_pg_url(db):
+        import psycopg2
+
+        con = psycopg2.connect(str(db))
+        try:
+            with con.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM purchases WHERE transaction_id >= %s AND"
+                            " transaction_id < %s", bounds)
+                return cur.fetchone()[0]
+        finally:
+            con.close()
     con = sqlite3.connect(db, timeout=30)
     try:
         return con.execute("SELECT COUNT(*) FROM purchases WHERE transaction_id >= ? AND"
-                           " transaction_id < ?", (prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))
-                           ).fetchone()[0]
+                           " transaction_id < ?", bounds).fetchone()[0]
     finally:
         con.close()
 
@@ -739,6 +803,90 @@ def run_scenario(sc: Scenario, ctx: Ctx, seconds: int, alongside=None) -> dict:
     if sc.after and alive:
         sc.after(ctx, res)
     return res
+
+
+# ---------------------------------------------------------------- PostgreSQL (issue 6)
+
+# The scenarios run again on PostgreSQL, under these names (their transaction ids get tag "q").
+PG_SCENARIOS = [
+    Scenario("healthz pg", "/healthz", route="/healthz", note="no-op, on the PostgreSQL server"),
+    Scenario("purchase pg", "/api/purchase", method="POST", auth="key", lua="purchase.lua",
+             expect=(201,), route="/api/purchase", prepare=prepare_purchase,
+             params=purchase_params("q"), after=after_purchase("q"),
+             note=PURCHASE_NOTE + "; PostgreSQL 15 (fsync on, synchronous_commit on); then the "
+                  "DB count and tally verify"),
+]
+
+
+def pg_available() -> bool:
+    return os.access(pgcluster.PG_BIN / "initdb", os.X_OK)
+
+
+def pg_phase(ctx: Ctx, stop: Callable[["Server", str], None]) -> tuple:
+    """healthz and purchase on `tally serve --db postgres://...`, on a cluster of our own with
+    the same users, codes and referrals as the SQLite database. Returns (results, whether
+    the server died)."""
+    results = []
+    log("postgres: initdb and start a PostgreSQL 15 cluster (tests/e2e/pgcluster.py)")
+    with pgcluster.PgCluster() as pg:
+        url = pg.create_database("bench")
+        t0 = time.monotonic()
+        srv = Server(url, ctx.tmp / "server-pg.log").start()  # the server migrates it
+        stop(srv, "after migrating the PostgreSQL database")
+        load_s = populate_pg(url, ctx.pop)
+        api_key = make_api_key(url, "bench", "admin")
+        log(f"postgres: {ctx.pop['users']} users, {ctx.pop['referrals']} referrals loaded in "
+            f"{load_s:.1f} s (migrations + load {time.monotonic() - t0:.1f} s)")
+        pctx = Ctx(tmp=ctx.tmp, db=url, token=ctx.token, api_key=api_key, pop=ctx.pop,
+                   nonce=ctx.nonce)
+        srv = Server(url, ctx.tmp / "server-pg.log").start()
+        pctx.server = srv
+        try:
+            for sc in PG_SCENARIOS:
+                secs = sc.seconds or SECONDS
+                log(f"{sc.name}: wrk -c{sc.connections} -d{secs}s {sc.method} {sc.path}")
+                results.append(run_scenario(sc, pctx, secs))
+                if not srv.alive():
+                    break
+        finally:
+            if srv.alive():
+                stop(srv, "after the PostgreSQL scenarios")
+            else:
+                log(f"the PostgreSQL server DIED; log:\n{srv.log_tail()}")
+                srv.kill()
+                results.append({"name": "pg server", "died": True})
+    return [r for r in results if not r.get("died")], any(r.get("died") for r in results)
+
+
+def print_engines(by: dict) -> None:
+    """The purchase scenario on both engines, from the same run."""
+    sq, pq = by.get("purchase"), by.get("purchase pg")
+    hs, hp = by.get("healthz"), by.get("healthz pg")
+    if not pq:
+        return
+    print("purchases by engine (issue 6): POST /api/purchase, 64 keep-alive connections, one "
+          "server, the same data, this run")
+    print(f"  {'':<24} {'purchases/s':>12} {'p50 ms':>8} {'p99 ms':>8} {'/ healthz':>10} "
+          f"{'verify':>8}")
+
+    def row(name, r, h):
+        ratio = f"{r['rps'] / h['rps']:.3f}" if h and h.get("rps") else "-"
+        v = r.get("verify") or {}
+        print(f"  {name:<24} {r['rps']:>12.1f} {fmt_ms(r.get('p50_ms')):>8} "
+              f"{fmt_ms(r.get('p99_ms')):>8} {ratio:>10} "
+              f"{('passed' if v.get('ok') else 'FAILED') if v else '-':>8}"
+              + ("  !" if flagged(r) else ""))
+
+    if sq:
+        row("SQLite (WAL, FULL sync)", sq, hs)
+    row("PostgreSQL 15 (fsync)", pq, hp)
+    if sq and sq["rps"]:
+        print(f"  {'PostgreSQL / SQLite':<24} {pq['rps'] / sq['rps']:>12.3f}")
+    if "purchases_in_db" in pq:
+        print(f"  PostgreSQL: {pq['purchases_in_db']} purchases in the database = "
+              f"{pq['server_201']} answered 201 + {pq['purchases_in_db'] - pq['server_201']} "
+              f"committed of the {pq['aborted']} requests wrk abandoned at its end")
+    print()
 
 
 # ---------------------------------------------------------------- WebSockets (issue 5)
@@ -1080,7 +1228,8 @@ def print_report(facts: dict, pop: dict, hashes: list, results: list, run: dict,
           f"wrk on the same machine as the server")
     shown = TALLY.relative_to(ROOT) if TALLY.is_relative_to(ROOT) else TALLY
     print(f"server:  {shown}, TALLY_HTTP_THREADS={facts['http_threads']}, "
-          f"TALLY_HASH_THREADS={facts['hash_threads']}, SQLite, TALLY_LOG_REQUESTS=false, "
+          f"TALLY_HASH_THREADS={facts['hash_threads']}, SQLite (rows \"pg\": PostgreSQL 15), "
+          f"TALLY_LOG_REQUESTS=false, "
           f"ENABLE_AUTOMATION_WORKER={os.environ.get('ENABLE_AUTOMATION_WORKER', 'false')}")
     print(f"load:    {facts['wrk']}, -t{facts['wrk_threads']}, keep-alive, --latency; "
           f"connections (-c) and seconds (-d) per row")
@@ -1132,6 +1281,7 @@ def print_report(facts: dict, pop: dict, hashes: list, results: list, run: dict,
         print_purchases(pr, base)
     if ws:
         print_ws(ws, by.get(WS_LOAD.name))
+    print_engines(by)
     if jobs:
         print_jobs(jobs)
     print("errors = non-2xx/3xx responses + socket errors (wrk); bg cpu = cores other processes "
@@ -1274,7 +1424,7 @@ def main() -> int:
         log("wrk not found (apt-get install wrk)")
         return 2
     only = {s.strip() for s in os.environ.get("BENCH_ONLY", "").split(",") if s.strip()}
-    known = [s.name for s in SCENARIOS] + ["ws", "jobs"]
+    known = [s.name for s in SCENARIOS] + ["ws", "jobs", "pg"]
     unknown = only - set(known)
     if unknown:
         log(f"unknown scenario(s) {sorted(unknown)}; known: {known}")
@@ -1282,6 +1432,10 @@ def main() -> int:
     scenarios = [s for s in SCENARIOS if not only or s.name in only]
     do_ws = not only or "ws" in only
     do_jobs = (not only or "jobs" in only) and JOB_REFERRALS > 0
+    do_pg = (not only or "pg" in only) and PG_ENABLED
+    if do_pg and not pg_available():
+        log(f"{pgcluster.PG_BIN}/initdb not found: skipping PostgreSQL (install postgresql-15)")
+        do_pg = False
     rng = random.Random(int(os.environ.get("BENCH_SEED", "1")))
     tmp = Path(tempfile.mkdtemp(prefix="tally-bench-"))
     run_cpu = CpuWindow()
@@ -1359,6 +1513,11 @@ def main() -> int:
         if server is not None:
             s, server = server, None
             stop(s, "after " + (results[-1]["name"] if results else "ws"))
+        if do_pg:
+            pg_results, pg_died = pg_phase(ctx, stop)
+            results.extend(pg_results)
+            if pg_died:
+                ok = False
         measure_hash("after")
         jobs = jobs_phase(tmp, pop["password_hash"]) if do_jobs else None
         if jobs and jobs["failed"]:
@@ -1375,7 +1534,7 @@ def main() -> int:
                  "stops": stops, "ws": ws, "jobs": jobs,
                  "data": {k: v for k, v in pop.items()
                           if k not in ("user_ids", "codes", "referrer_of", "buyers",
-                                       "ws_buyers", "ws_referrers", "password_hash")}},
+                                       "ws_buyers", "ws_referrers", "password_hash", "rows")}},
                 indent=2, default=str))
     except BenchError as e:
         log(f"FAILED: {e}")

@@ -23,7 +23,7 @@ static void print_key(const struct apikey *k, void *arg)
 int cmd_apikey(int argc, char **argv)
 {
     struct opt opts[] = {
-        {"--db", "PATH", "database (env TALLY_DB; default ./tally.db)", 0},
+        {"--db", "PATH|URL", "a file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
         {"--name", "NAME", "create: what the key is for (e.g. \"shop till 4\")", 0},
         {"--scopes", "LIST", "create: comma-separated scopes: admin, pos, app", 0},
         {"--retailer", "ID", "create: bind a pos key to one retailer", 0},
@@ -35,20 +35,22 @@ int cmd_apikey(int argc, char **argv)
     if (cli_parse(argc, argv, 2, opts, pos, 2, &n_pos, &help))
         return 2;
     if (help || n_pos == 0) {
-        cli_usage("tally apikey create --name NAME --scopes admin,pos,app [--db PATH]\n"
-                  "       tally apikey list [--db PATH]\n"
-                  "       tally apikey revoke ID|PREFIX [--db PATH]",
+        cli_usage("tally apikey create --name NAME --scopes admin,pos,app [--db PATH|URL]\n"
+                  "       tally apikey list [--db PATH|URL]\n"
+                  "       tally apikey revoke ID|PREFIX [--db PATH|URL]",
                   "Manage API keys. A key is shown once, as the last line of 'create'; only its "
                   "SHA-256 is stored. Callers send it as 'Authorization: Bearer <key>'.",
                   opts);
         return help ? 0 : 2;
     }
     struct config c;
+    char shown[sizeof c.db]; /* the database as shown: without its password */
     if (cli_config(&c, opts))
         return 2;
     struct store *s;
     if (store_open(c.db, &s)) {
-        fprintf(stderr, "tally: cannot open database %s\n", c.db);
+        fprintf(stderr, "tally: cannot open database %s\n",
+                store_url_display(c.db, shown, sizeof shown));
         return 1;
     }
     int rc = 0;

@@ -17,7 +17,7 @@ static const char *env_get(const char *name)
 int cmd_jobs(int argc, char **argv)
 {
     struct opt opts[] = {
-        {"--db", "PATH", "database (env TALLY_DB; default ./tally.db)", 0},
+        {"--db", "PATH|URL", "a file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
         {"--at", "TIME", "run: act as if now were TIME (RFC 3339), for tests and replays", 0},
         {0},
     };
@@ -27,13 +27,15 @@ int cmd_jobs(int argc, char **argv)
     if (cli_parse(argc, argv, 2, opts, pos, 2, &n_pos, &help))
         return 2;
     if (help || n_pos == 0) {
-        cli_usage("tally jobs list [--db PATH]\n       tally jobs run NAME [--db PATH] [--at TIME]",
+        cli_usage("tally jobs list [--db PATH|URL]\n"
+                  "       tally jobs run NAME [--db PATH|URL] [--at TIME]",
                   "List the scheduled jobs with their schedules and last runs, or run one now. "
                   "'run' exits 1 if the job failed. Every run is recorded in automation_logs.",
                   opts);
         return help ? 0 : 2;
     }
     struct config c;
+    char shown[sizeof c.db]; /* the database as shown: without its password */
     if (cli_config(&c, opts))
         return 2;
     int64_t at = 0;
@@ -55,13 +57,15 @@ int cmd_jobs(int argc, char **argv)
         return 2;
     }
     /* A mistyped --db in a crontab must fail, not run on a new empty database. */
-    if (access(c.db, F_OK) != 0) {
-        fprintf(stderr, "tally: no database at %s\n", c.db);
+    if (!store_url_is_postgres(c.db) && access(c.db, F_OK) != 0) {
+        fprintf(stderr, "tally: no database at %s\n",
+                store_url_display(c.db, shown, sizeof shown));
         return 2;
     }
     struct store *s;
     if (store_open(c.db, &s)) {
-        fprintf(stderr, "tally: cannot open database %s\n", c.db);
+        fprintf(stderr, "tally: cannot open database %s\n",
+                store_url_display(c.db, shown, sizeof shown));
         return 1;
     }
     int rc = 0;

@@ -55,7 +55,7 @@ int cmd_serve(int argc, char **argv)
 {
     struct opt opts[] = {
         {"--port", "N", "port to listen on (env TALLY_PORT; default 8080; 0 picks a free one)", 0},
-        {"--db", "PATH", "SQLite database file (env TALLY_DB; default ./tally.db)", 0},
+        {"--db", "PATH|URL", "a file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
         {"--test-clock-offset", "SECONDS",
          "tests only: run the server's clock this many seconds ahead (or behind, if negative)", 0},
         {0},
@@ -66,7 +66,7 @@ int cmd_serve(int argc, char **argv)
     if (cli_parse(argc, argv, 2, opts, pos, 0, &n_pos, &help))
         return 2;
     if (help) {
-        cli_usage("tally serve [--port N] [--db PATH]",
+        cli_usage("tally serve [--port N] [--db PATH|URL]",
                   "Run the HTTP API. Applies pending migrations first. Stops cleanly on SIGTERM "
                   "or SIGINT.",
                   opts);
@@ -110,8 +110,10 @@ int cmd_serve(int argc, char **argv)
             log_warn("only %llu file descriptors: fewer sockets than the limits allow",
                      (unsigned long long)nofile.rlim_cur);
     }
+    char shown[sizeof app->cfg.db]; /* the database as shown: without its password */
+    store_url_display(app->cfg.db, shown, sizeof shown);
     if (store_open(app->cfg.db, &app->store)) {
-        fprintf(stderr, "tally: cannot open database %s\n", app->cfg.db);
+        fprintf(stderr, "tally: cannot open database %s\n", shown);
         goto out;
     }
     if (load_jwt_secret(app)) {
@@ -147,7 +149,7 @@ int cmd_serve(int argc, char **argv)
         goto out;
     log_event("info", "listening",
               json_pack("{s:s, s:i, s:s}", "address", app->cfg.bind, "port",
-                        http_server_port(app->http), "db", app->cfg.db));
+                        http_server_port(app->http), "db", shown));
 
     int sig = 0;
     sigwait(&stop, &sig);

@@ -10,7 +10,7 @@
 int cmd_user(int argc, char **argv)
 {
     struct opt opts[] = {
-        {"--db", "PATH", "database (env TALLY_DB; default ./tally.db)", 0},
+        {"--db", "PATH|URL", "a file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
         {0},
     };
     const char *pos[2];
@@ -19,11 +19,12 @@ int cmd_user(int argc, char **argv)
     if (cli_parse(argc, argv, 2, opts, pos, 2, &n_pos, &help))
         return 2;
     if (help || n_pos != 2 || (strcmp(pos[0], "promote") && strcmp(pos[0], "demote"))) {
-        cli_usage("tally user promote|demote EMAIL [--db PATH]",
+        cli_usage("tally user promote|demote EMAIL [--db PATH|URL]",
                   "Make a user an admin (promote) or a regular user again (demote).", opts);
         return help ? 0 : 2;
     }
     struct config c;
+    char shown[sizeof c.db]; /* the database as shown: without its password */
     if (cli_config(&c, opts))
         return 2;
     struct store_write w = {.op = OP_USER_SET_ADMIN};
@@ -35,7 +36,8 @@ int cmd_user(int argc, char **argv)
     w.in.set_admin.admin = strcmp(pos[0], "promote") == 0;
     struct store *s;
     if (store_open(c.db, &s)) {
-        fprintf(stderr, "tally: cannot open database %s\n", c.db);
+        fprintf(stderr, "tally: cannot open database %s\n",
+                store_url_display(c.db, shown, sizeof shown));
         return 1;
     }
     int e = store_exec(s, &w);

@@ -19,7 +19,7 @@ static void report(const char *check, long long problems, const char *example, v
 int cmd_verify(int argc, char **argv)
 {
     struct opt opts[] = {
-        {"--db", "PATH", "database (env TALLY_DB; default ./tally.db)", 0},
+        {"--db", "PATH|URL", "a file or postgres:// URL (env TALLY_DB; default ./tally.db)", 0},
         {0},
     };
     const char *pos[1];
@@ -28,7 +28,7 @@ int cmd_verify(int argc, char **argv)
     if (cli_parse(argc, argv, 2, opts, pos, 0, &n_pos, &help))
         return 2;
     if (help) {
-        cli_usage("tally verify [--db PATH]",
+        cli_usage("tally verify [--db PATH|URL]",
                   "Recompute every balance from the ledger and check the invariants: balances "
                   "equal their entries, points never negative, each purchase credited at most "
                   "once, commissions equal rate times amount under the rounding rule, refunds "
@@ -37,15 +37,18 @@ int cmd_verify(int argc, char **argv)
         return 0;
     }
     struct config c;
+    char shown[sizeof c.db]; /* the database as shown: without its password */
     if (cli_config(&c, opts))
         return 2;
-    if (access(c.db, F_OK) != 0) {
-        fprintf(stderr, "tally: no database at %s\n", c.db);
+    if (!store_url_is_postgres(c.db) && access(c.db, F_OK) != 0) {
+        fprintf(stderr, "tally: no database at %s\n",
+                store_url_display(c.db, shown, sizeof shown));
         return 2;
     }
     struct store *s;
     if (store_open(c.db, &s)) {
-        fprintf(stderr, "tally: cannot open database %s\n", c.db);
+        fprintf(stderr, "tally: cannot open database %s\n",
+                store_url_display(c.db, shown, sizeof shown));
         return 2;
     }
     int failed = store_verify(s, report, NULL);

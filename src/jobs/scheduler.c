@@ -3,13 +3,22 @@
  *
  * One thread runs every job in turn, so a job never overlaps itself in a process. A run missed
  * while tally was down (its last logged run is older than the schedule's previous tick) happens
- * once at start, not once per missed tick. Correctness across processes does not depend on
- * this: the store's unique keys make a double payment impossible. */
+ * once at start, not once per missed tick.
+ *
+ * Several nodes on one PostgreSQL each run this scheduler: a run is taken by one node
+ * (store_job_try_lock: an advisory lock, then a look at the automation log for a run of this
+ * tick), the others skip it. For that the nodes must agree on the ticks: cron ticks are the
+ * same everywhere, and on a shared store "@every N" ticks sit on the epoch's grid of N. Each
+ * node wakes a random few milliseconds after a tick, so the runs spread over the nodes.
+ * Correctness does not depend on the election: the store's unique keys make a double payment
+ * impossible even when two nodes run a job at the same moment. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <sodium.h>
 
 #include "core/err.h"
 #include "core/log.h"
@@ -30,7 +39,9 @@ struct scheduler {
     struct cron_tz ctz;
     struct cron cron[JOBS_MAX];
     int64_t every_ms[JOBS_MAX]; /* "@every 5s" schedules (tests, sub-minute polling); else 0 */
-    int64_t next_ms[JOBS_MAX];
+    int64_t tick_ms[JOBS_MAX];  /* the next run's scheduled time */
+    int64_t next_ms[JOBS_MAX];  /* when to wake for it: the tick, plus jitter when shared */
+    bool shared;                /* other nodes run this scheduler on the same database */
 };
 
 /* "@every N" with N in seconds and an optional s/m/h unit: tally's one extension to cron,
@@ -56,12 +67,27 @@ static int parse_every(const char *expr, int64_t *ms)
 
 static int64_t next_after(struct scheduler *s, int i, int64_t after_ms)
 {
+    /* Shared: "@every" ticks sit on the epoch's grid, the same on every node, like cron's. */
+    if (s->every_ms[i] && s->shared)
+        return (after_ms / s->every_ms[i] + 1) * s->every_ms[i];
     if (s->every_ms[i])
         return after_ms + s->every_ms[i];
     int64_t n;
     if (cron_next(&s->cron[i], after_ms, &s->ctz, &n) != 0)
         return INT64_MAX; /* never again (an expression like "0 0 30 2 *") */
     return n;
+}
+
+#define TICK_JITTER_MS 100
+
+/* Schedule job i's next run for tick_ms, woken at wake_ms. Shared: every node wakes for the
+ * same tick, a random few milliseconds late, so which node takes a run is a fair draw. */
+static void schedule(struct scheduler *s, int i, int64_t tick_ms, int64_t wake_ms)
+{
+    s->tick_ms[i] = tick_ms;
+    s->next_ms[i] = wake_ms;
+    if (s->shared && wake_ms != INT64_MAX)
+        s->next_ms[i] += (int64_t)randombytes_uniform(TICK_JITTER_MS + 1);
 }
 
 static void *scheduler_main(void *arg)
@@ -92,8 +118,17 @@ static void *scheduler_main(void *arg)
                 continue;
             struct job_ctx ctx = s->ctx;
             ctx.now_ms = 0;
-            job_run(&jobs[i], &ctx);
-            s->next_ms[i] = next_after(s, i, now_ms());
+            /* Many nodes: the run of this tick goes to the node that takes the job's lock and
+             * finds no run logged since the tick (ticks are the same on every node). */
+            bool claimed = false;
+            if (store_job_try_lock(ctx.store, jobs[i].name, s->tick_ms[i], &claimed) != 0)
+                log_warn("job %s: could not take its lock; skipping this run", jobs[i].name);
+            if (claimed) {
+                job_run(&jobs[i], &ctx);
+                store_job_unlock(ctx.store, jobs[i].name);
+            }
+            int64_t tick = next_after(s, i, now_ms());
+            schedule(s, i, tick, tick);
         }
         pthread_mutex_lock(&s->mu);
     }
@@ -112,6 +147,7 @@ int scheduler_start(const struct job_ctx *ctx, const char *(*get)(const char *na
     if (!s)
         return TE_NOMEM;
     s->ctx = *ctx;
+    s->shared = store_shared(ctx->store);
     atomic_init(&s->stop, false);
     s->ctx.stop = &s->stop;
     int rc = tz_load(ctx->cfg->jobs_timezone, &s->zone);
@@ -137,7 +173,8 @@ int scheduler_start(const struct job_ctx *ctx, const char *(*get)(const char *na
                 free(s);
                 return TE_VALIDATION;
             }
-            s->next_ms[i] = now + s->every_ms[i];
+            int64_t tick = next_after(s, i, now);
+            schedule(s, i, tick, tick);
             continue;
         }
         if (cron_parse(expr, &s->cron[i], why, sizeof why) != 0 ||
@@ -154,9 +191,9 @@ int scheduler_start(const struct job_ctx *ctx, const char *(*get)(const char *na
         int64_t last = 0;
         if (store_last_run(ctx->store, jobs[i].name, &last) == 0 && last > 0 &&
             next_after(s, i, last) <= now)
-            s->next_ms[i] = now;
+            schedule(s, i, next_after(s, i, last), now); /* the missed tick, now */
         else
-            s->next_ms[i] = probe;
+            schedule(s, i, probe, probe);
     }
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);

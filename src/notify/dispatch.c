@@ -337,8 +337,8 @@ static void fan_out(struct dispatcher *d, int64_t max, bool final)
         w.in.fanout.batch = FANOUT_BATCH;
         w.in.fanout.messages = d->messages;
         w.in.fanout.messages_per_hour = d->cfg->messages_per_user_hour;
-        if (store_exec(d->store, &w))
-            break;
+        if (store_exec(d->store, &w) || w.out.fanout.busy)
+            break; /* fanned_upto stays: the next pass tries again */
         if (!w.out.fanout.more) {
             d->fanned_upto = max;
             break;

@@ -1,6 +1,21 @@
 /* WebSocket hub (see ws.h). Everything below runs on the hub thread except ws_hub_notify,
  * ws_hub_upgraded (an HTTP thread hands a socket over through the pending list) and the
- * counters. */
+ * counters.
+ *
+ * Where events come from: the hub reads the events table after its cursor (last_id) when it is
+ * woken and at least every TICK_MS. It is woken by this node's commit hook and, with several
+ * nodes on PostgreSQL, by a listening connection (store_listener: LISTEN tally_events, which
+ * every node's writers NOTIFY when they commit events), whose socket sits in the hub's epoll
+ * set. A notification is only a hint: it carries nothing, the table is the truth. Lost
+ * notifications cost at most a tick; a listener whose connection broke is replaced on a later
+ * tick, and the hub then reads everything after its cursor, so nothing is dropped.
+ *
+ * Why a cursor is enough: ids from a sequence are handed out at insert time, so with concurrent
+ * writers id 101 can commit before id 100, and a reader that moved past 101 would never see
+ * 100. The PostgreSQL engine rules that out at the source: a transaction's events are staged
+ * and inserted at commit under an advisory lock held to the end of COMMIT (pg.c), so ids
+ * become visible in id order on every node; SQLite has a single writer. The same property
+ * keeps ?since= replays and the webhook cursors exact. */
 #include "notify/ws.h"
 
 #include <errno.h>
@@ -69,7 +84,14 @@ struct ws_hub {
     struct ws_conn *all;
     struct ws_conn *buckets[BUCKETS];
     int64_t last_id;           /* newest event the hub has delivered */
+    struct store_listener *listener; /* other nodes' commits; NULL when down or unsupported */
+    bool listen_unsupported;         /* SQLite: the commit hook sees every commit */
+    int64_t listen_retry_ms;         /* when to try to (re)open the listener */
+    int64_t listen_backoff_ms;       /* the wait after a failed open: doubles up to a cap */
 };
+
+/* epoll tag for the listener's socket (connections carry their ws_conn, the eventfd NULL) */
+static char listener_tag;
 
 static unsigned bucket_of(const char *user_id)
 {
@@ -367,6 +389,74 @@ static void deliver_new(struct ws_hub *h)
     }
 }
 
+/* ---- other nodes' events (PostgreSQL LISTEN) ---- */
+
+#define LISTEN_RETRY_MS 1000      /* first retry after losing the listener */
+#define LISTEN_RETRY_MAX_MS 30000 /* while the database stays unreachable (the tick polls) */
+
+static void listener_failed(struct ws_hub *h)
+{
+    h->listen_backoff_ms = h->listen_backoff_ms ? h->listen_backoff_ms * 2 : LISTEN_RETRY_MS;
+    if (h->listen_backoff_ms > LISTEN_RETRY_MAX_MS)
+        h->listen_backoff_ms = LISTEN_RETRY_MAX_MS;
+    h->listen_retry_ms = now_ms() + h->listen_backoff_ms;
+}
+
+static void listener_drop(struct ws_hub *h)
+{
+    if (!h->listener)
+        return;
+    int fd = store_listener_fd(h->listener);
+    if (fd >= 0)
+        epoll_ctl(h->epfd, EPOLL_CTL_DEL, fd, NULL);
+    store_listener_free(h->listener);
+    h->listener = NULL;
+    h->listen_retry_ms = now_ms() + LISTEN_RETRY_MS;
+}
+
+/* Open the listener if the engine has one. True when a new one is listening: the caller reads
+ * the events table then, since notifications sent while it was down are gone. */
+static bool listener_open(struct ws_hub *h)
+{
+    if (h->listener || h->listen_unsupported || now_ms() < h->listen_retry_ms)
+        return false;
+    int e = store_listener_new(h->store, &h->listener);
+    if (e == TE_UNAVAILABLE) {
+        h->listen_unsupported = true;
+        return false;
+    }
+    if (e) {
+        h->listener = NULL;
+        listener_failed(h);
+        return false;
+    }
+    int fd = store_listener_fd(h->listener);
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &listener_tag};
+    if (fd < 0 || epoll_ctl(h->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        store_listener_free(h->listener);
+        h->listener = NULL;
+        listener_failed(h);
+        return false;
+    }
+    h->listen_backoff_ms = 0;
+    return true;
+}
+
+/* The listener's socket is readable: true when a notification came or the connection broke
+ * (either way, read the events table now). */
+static bool listener_readable(struct ws_hub *h)
+{
+    bool notified = false;
+    if (!h->listener)
+        return false;
+    if (store_listener_drain(h->listener, &notified) != 0) {
+        log_warn("ws: lost the listening connection; reopening it and polling meanwhile");
+        listener_drop(h);
+        return true;
+    }
+    return notified;
+}
+
 static void keepalive(struct ws_hub *h)
 {
     int64_t now = now_ms();
@@ -400,6 +490,10 @@ static void *hub_main(void *arg)
         int n = epoll_wait(h->epfd, evs, EPOLL_BATCH, TICK_MS);
         bool woken = false;
         for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == &listener_tag) {
+                woken |= listener_readable(h);
+                continue;
+            }
             if (evs[i].data.ptr == NULL) {
                 uint64_t v;
                 if (read(h->evfd, &v, sizeof v) < 0 && errno != EAGAIN)
@@ -420,6 +514,8 @@ static void *hub_main(void *arg)
             pending = next;
         }
         int64_t now = now_ms();
+        if (now - last_tick >= TICK_MS)
+            woken |= listener_open(h);
         if (woken || now - last_tick >= TICK_MS) {
             deliver_new(h);
             if (now - last_tick >= TICK_MS) {
@@ -430,6 +526,7 @@ static void *hub_main(void *arg)
     }
     while (h->all)
         conn_close(h, h->all);
+    listener_drop(h);
     return NULL;
 }
 
@@ -453,6 +550,7 @@ int ws_hub_new(struct store *s, struct ws_hub **out)
         goto fail;
     if (store_events_max_id(s, &h->last_id))
         goto fail;
+    listener_open(h); /* before the thread starts; failing now only means polling until later */
     if (pthread_create(&h->thread, NULL, hub_main, h) != 0)
         goto fail;
     h->running = true;
@@ -471,6 +569,7 @@ void ws_hub_free(struct ws_hub *h)
     ws_hub_notify(h);
     if (h->running)
         pthread_join(h->thread, NULL);
+    listener_drop(h); /* the thread dropped it, unless it never started */
     while (h->pending) {
         struct ws_attach *next = h->pending->next;
         http_upgrade_close(h->pending->uh);

@@ -29,6 +29,11 @@ struct pconn {
     bool writer;
     bool broken; /* the connection failed: the next use reconnects (pg.c) */
     char url[1024];
+    /* pg.c's transaction state (writer): a RELEASE deferred to the next SAVEPOINT's round
+     * trip, and whether this transaction staged events (flushed in commit order by commit). */
+    bool release_pending;
+    bool events_staged;
+    bool staging_ready;
     int n;
     struct {
         const char *sql;
@@ -119,5 +124,13 @@ int pg_purchase_get(void *conn, const char *retailer_key, const char *transactio
                     struct purchase_row *out);
 int pg_rewards_list(void *conn, const char *user_id,
                     void (*fn)(const struct reward *rw, void *arg), void *arg);
+
+/* Many nodes (pg_jobs.c, pg_outbox.c): the engine's job_lock/job_unlock and listen_* slots. */
+int pg_job_lock(void *conn, const char *name, bool *got);
+void pg_job_unlock(void *conn, const char *name);
+int pg_listen_open(const char *url, void **out);
+int pg_listen_fd(void *l);
+int pg_listen_drain(void *l, bool *notified);
+void pg_listen_close(void *l);
 
 #endif

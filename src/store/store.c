@@ -10,11 +10,21 @@
  * SQLite engine commits without syncing and fdatasyncs the WAL here) lets the writer apply
  * batch k+1 while the syncer makes batches <= k durable with one sync. Callers are answered
  * from done() only after that sync returned, so an answered write survives a power cut; a
- * write that is committed but not yet synced may be seen by readers, never acknowledged. */
+ * write that is committed but not yet synced may be seen by readers, never acknowledged.
+ *
+ * Several writers on PostgreSQL: there every statement is a network round trip, so one writer
+ * would spend its time waiting; engine->writers threads, each with its own connection and its
+ * own group-commit transaction, take batches from the same queue (SQLite keeps one writer and
+ * its sync stage). A write the database asks to retry (TE_RETRY: deadlock, serialization
+ * failure) is rolled back to its savepoint and applied again, after the rest of its batch
+ * committed, a bounded number of times with a short backoff (run_batch); a COMMIT that asks
+ * for a retry re-applies the batch (bounded); a COMMIT whose outcome is unknown answers
+ * TE_COMMIT_UNKNOWN to every write that had succeeded. */
 #include "store/store.h"
 
 #include <assert.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -26,13 +36,24 @@
 #define READERS_MAX (LIMIT_HTTP_THREADS_MAX + LIMIT_HASH_THREADS_MAX + 16)
 #define STORE_MAINTAIN_MS 200 /* WAL checkpoint cadence: keeps the WAL short, off the writer */
 #define WRITER_CHECKPOINT_NS 1000000000LL /* the writer completes a checkpoint this often */
+#define WRITERS_MAX 16
+#define WRITE_RETRIES 5 /* TE_RETRY from one write: applied again at most this often */
+#define BATCH_RETRIES 3 /* TE_RETRY from COMMIT: the batch applied again at most this often */
+
+struct writer {
+    struct store *s;
+    void *conn;
+    pthread_t thread;
+    bool running;
+};
 
 struct store {
     const struct store_engine *eng;
     char url[1024];
-    void *wconn;
-    pthread_t writer;
-    bool writer_running;
+    void *wconn; /* writers[0].conn: migrations, the sync stage and checkpoints use it */
+    struct writer writers[WRITERS_MAX];
+    int n_writers;
+    bool writer_running; /* at least one writer thread runs */
     void *mconn;
     pthread_t maint;
     bool maint_running;
@@ -57,10 +78,41 @@ struct store {
     int n_readers;
 };
 
+bool store_url_is_postgres(const char *url)
+{
+    return url && (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0);
+}
+
+const char *store_url_display(const char *url, char *out, size_t cap)
+{
+    str_copy(out, cap, url ? url : "");
+    char *scheme = strstr(out, "://");
+    if (!scheme)
+        return out;
+    /* user:password@host: the last '@' of the authority (before the path) ends the password */
+    char *auth = scheme + 3, *end = auth + strcspn(auth, "/?"), *at = NULL;
+    for (char *q = auth; q < end; q++)
+        if (*q == '@')
+            at = q;
+    char *colon = strchr(auth, ':');
+    if (at && colon && colon < at) {
+        char rest[1024];
+        str_copy(rest, sizeof rest, at);
+        snprintf(colon + 1, cap - (size_t)(colon + 1 - out), "***%s", rest);
+    }
+    char *pw = strstr(out, "password=");
+    if (pw) {
+        char *amp = strchr(pw, '&');
+        char rest[1024];
+        str_copy(rest, sizeof rest, amp ? amp : "");
+        snprintf(pw + 9, cap - (size_t)(pw + 9 - out), "***%s", rest);
+    }
+    return out;
+}
+
 static const struct store_engine *engine_for(const char *url)
 {
-    (void)url; /* postgres:// URLs select the PostgreSQL engine once it exists */
-    return &store_engine_sqlite;
+    return store_url_is_postgres(url) ? &store_engine_pg : &store_engine_sqlite;
 }
 
 static void *reader(struct store *s)
@@ -102,36 +154,77 @@ static void finish_batch(struct store *s, struct store_write *batch)
     }
 }
 
-/* Apply and commit one batch. Returns true when it committed and still needs the durability
- * sync before its callers may be answered. */
-static bool run_batch(struct store *s, struct store_write *batch)
+/* A short, growing pause before a retry, so that the transaction we collided with can finish. */
+static void retry_backoff(int attempt)
+{
+    struct timespec ts = {0, (long)(attempt < 6 ? attempt : 6) * 2000000L + (mono_ns() % 1000000)};
+    nanosleep(&ts, NULL);
+}
+
+/* Apply and commit one batch on conn. Returns true when it committed and still needs the
+ * durability sync before its callers may be answered.
+ *
+ * A write answered TE_RETRY (a deadlock, a serialization failure) is rolled back to its
+ * savepoint and set aside; once the rest of the batch has committed, releasing its row locks,
+ * the writes set aside are applied again in a transaction of their own (at most WRITE_RETRIES
+ * times). Retrying inside the same transaction would mostly meet the same deadlock again: the
+ * other transaction waits for locks our earlier writes hold. */
+static bool run_batch(struct store *s, void *conn, struct store_write *batch)
 {
     const struct store_engine *e = s->eng;
-    int rc = e->begin(s->wconn);
+    bool todo[LIMIT_WRITE_BATCH]; /* applied in this pass */
+    int n = 0;
     for (struct store_write *w = batch; w; w = w->next) {
-        if (rc) {
-            w->rc = rc;
-            continue;
-        }
-        if (e->savepoint(s->wconn)) {
-            w->rc = TE_DB;
-            continue;
-        }
-        w->rc = e->apply(s->wconn, w);
-        if (w->rc)
-            e->rollback_to(s->wconn);
-        if (e->release(s->wconn))
-            w->rc = w->rc ? w->rc : TE_DB;
+        assert(n < LIMIT_WRITE_BATCH);
+        todo[n++] = true;
     }
-    int crc = rc == 0 ? e->commit(s->wconn) : 0;
-    if (rc == 0 && crc) {
-        e->rollback(s->wconn);
-        for (struct store_write *w = batch; w; w = w->next)
-            if (w->rc == 0)
+    int commit_retries = 0;
+    for (int pass = 0;; pass++) {
+        int rc = e->begin(conn), i = 0;
+        bool set_aside = false;
+        for (struct store_write *w = batch; w; w = w->next, i++) {
+            if (!todo[i])
+                continue;
+            if (rc) {
+                w->rc = rc;
+                continue;
+            }
+            if (e->savepoint(conn)) {
                 w->rc = TE_DB;
-        return false;
+                continue;
+            }
+            w->rc = e->apply(conn, w);
+            if (w->rc)
+                e->rollback_to(conn);
+            if (e->release(conn))
+                w->rc = w->rc ? w->rc : TE_DB;
+            if (w->rc == TE_RETRY)
+                set_aside = true;
+        }
+        if (rc)
+            return false;
+        int crc = e->commit(conn);
+        if (crc) {
+            e->rollback(conn);
+            if (crc == TE_RETRY && commit_retries++ < BATCH_RETRIES) {
+                log_warn("store: commit asked for a retry; applying the batch again");
+                retry_backoff(commit_retries);
+                continue; /* the same writes again */
+            }
+            int wrc = crc == TE_COMMIT_UNKNOWN || crc == TE_RETRY ? crc : TE_DB;
+            i = 0;
+            for (struct store_write *w = batch; w; w = w->next, i++)
+                if (todo[i] && w->rc == 0)
+                    w->rc = wrc;
+            return false;
+        }
+        if (!set_aside || pass >= WRITE_RETRIES)
+            return e->sync != NULL;
+        i = 0;
+        for (struct store_write *w = batch; w; w = w->next, i++)
+            todo[i] = todo[i] && w->rc == TE_RETRY;
+        retry_backoff(pass + 1);
     }
-    return rc == 0 && e->sync != NULL;
 }
 
 /* The sync stage: while the writer applies batch k+1, this thread makes batches <= k durable
@@ -161,7 +254,8 @@ static void *syncer_main(void *arg)
 
 static void *writer_main(void *arg)
 {
-    struct store *s = arg;
+    struct writer *wr = arg;
+    struct store *s = wr->s;
     int64_t last_checkpoint_ns = mono_ns();
     for (;;) {
         /* Once a second, between batches, the writer itself completes a checkpoint (the
@@ -170,7 +264,7 @@ static void *writer_main(void *arg)
          * the WAL grew past 2 GB; inside every COMMIT (wal_autocheckpoint) they halved
          * purchase throughput. */
         if (s->eng->checkpoint && mono_ns() - last_checkpoint_ns > WRITER_CHECKPOINT_NS) {
-            s->eng->checkpoint(s->wconn);
+            s->eng->checkpoint(wr->conn);
             last_checkpoint_ns = mono_ns();
         }
         pthread_mutex_lock(&s->mu);
@@ -191,8 +285,10 @@ static void *writer_main(void *arg)
             s->tail = NULL;
         last->next = NULL;
         s->queued -= n;
+        if (s->head && s->n_writers > 1)
+            pthread_cond_signal(&s->cv); /* more waiting: another writer may take it */
         pthread_mutex_unlock(&s->mu);
-        if (!run_batch(s, batch)) {
+        if (!run_batch(s, wr->conn, batch)) {
             finish_batch(s, batch);
             continue;
         }
@@ -245,15 +341,29 @@ static int open_common(const char *url, struct store **out, bool start_writer, b
     int rc = s->eng->open(url, true, &s->wconn);
     if (rc == 0)
         rc = s->eng->migrate(s->wconn, verbose);
+    s->n_writers = 1;
+    s->writers[0].s = s;
+    s->writers[0].conn = s->wconn;
+    /* One writer with a sync stage: the stage syncs the writer's connection. */
+    int want = s->eng->sync || s->eng->writers < 1 ? 1 : s->eng->writers;
+    if (want > WRITERS_MAX)
+        want = WRITERS_MAX;
+    while (rc == 0 && start_writer && s->n_writers < want) {
+        struct writer *wr = &s->writers[s->n_writers];
+        wr->s = s;
+        rc = s->eng->open(url, true, &wr->conn);
+        if (rc == 0)
+            s->n_writers++;
+    }
     if (rc == 0 && start_writer && s->eng->sync) {
         if (pthread_create(&s->syncer, NULL, syncer_main, s) == 0)
             s->syncer_running = true;
         else
             rc = TE_INTERNAL;
     }
-    if (rc == 0 && start_writer) {
-        if (pthread_create(&s->writer, NULL, writer_main, s) == 0)
-            s->writer_running = true;
+    for (int i = 0; rc == 0 && start_writer && i < s->n_writers; i++) {
+        if (pthread_create(&s->writers[i].thread, NULL, writer_main, &s->writers[i]) == 0)
+            s->writers[i].running = s->writer_running = true;
         else
             rc = TE_INTERNAL;
     }
@@ -292,8 +402,9 @@ void store_close(struct store *s)
     pthread_cond_broadcast(&s->cv);
     pthread_cond_broadcast(&s->maint_cv);
     pthread_mutex_unlock(&s->mu);
-    if (s->writer_running)
-        pthread_join(s->writer, NULL);
+    for (int i = 0; i < s->n_writers; i++)
+        if (s->writers[i].running)
+            pthread_join(s->writers[i].thread, NULL);
     pthread_mutex_lock(&s->mu);
     s->sync_closing = true;
     pthread_cond_broadcast(&s->sync_cv);
@@ -308,6 +419,8 @@ void store_close(struct store *s)
     }
     for (int i = 0; i < s->n_readers; i++)
         s->eng->close(s->readers[i]);
+    for (int i = 1; i < s->n_writers; i++)
+        s->eng->close(s->writers[i].conn);
     if (s->wconn)
         s->eng->close(s->wconn);
     pthread_key_delete(s->reader_key);
@@ -528,6 +641,82 @@ int store_events(struct store *s, const char *user_id, int64_t after_id, int64_t
 int store_events_max_id(struct store *s, int64_t *out)
 {
     READ(s, events_max_id(c_, out));
+}
+
+/* ---- many nodes ---- */
+
+int store_job_try_lock(struct store *s, const char *name, int64_t since_ms, bool *claimed)
+{
+    *claimed = s->eng->job_lock == NULL;
+    if (*claimed)
+        return 0;
+    void *c = reader(s);
+    if (!c)
+        return TE_DB;
+    bool got = false;
+    int e = s->eng->job_lock(c, name, &got);
+    if (e || !got)
+        return e;
+    /* Under the lock, a run logged since since_ms is another node's run of this tick. */
+    int64_t last = 0;
+    if ((e = s->eng->last_run(c, name, &last)) == 0 && last < since_ms) {
+        *claimed = true;
+        return 0;
+    }
+    s->eng->job_unlock(c, name);
+    return e;
+}
+
+bool store_shared(const struct store *s)
+{
+    return s->eng->job_lock != NULL;
+}
+
+void store_job_unlock(struct store *s, const char *name)
+{
+    void *c;
+    if (s->eng->job_unlock && (c = reader(s)))
+        s->eng->job_unlock(c, name);
+}
+
+struct store_listener {
+    const struct store_engine *eng;
+    void *conn;
+};
+
+int store_listener_new(struct store *s, struct store_listener **out)
+{
+    if (!s->eng->listen_open)
+        return TE_UNAVAILABLE;
+    struct store_listener *l = calloc(1, sizeof *l);
+    if (!l)
+        return TE_NOMEM;
+    l->eng = s->eng;
+    int e = s->eng->listen_open(s->url, &l->conn);
+    if (e) {
+        free(l);
+        return e;
+    }
+    *out = l;
+    return 0;
+}
+
+int store_listener_fd(const struct store_listener *l)
+{
+    return l->eng->listen_fd(l->conn);
+}
+
+int store_listener_drain(struct store_listener *l, bool *notified)
+{
+    return l->eng->listen_drain(l->conn, notified);
+}
+
+void store_listener_free(struct store_listener *l)
+{
+    if (!l)
+        return;
+    l->eng->listen_close(l->conn);
+    free(l);
 }
 
 void store_set_commit_hook(struct store *s, void (*fn)(void *arg), void *arg)

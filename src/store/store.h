@@ -155,9 +155,15 @@ extern const struct catalog_def catalog_retailers, catalog_products, catalog_pro
 
 /* ---- lifecycle ---- */
 
-/* Open the database named by url (a file path for SQLite), apply migrations, start the writer.
+/* Open the database named by url (a file path for SQLite; a postgres:// or postgresql://
+ * URL for PostgreSQL), apply migrations, start the writer(s).
  * 0 or TE_DB with a message logged. *out is freed with store_close(). */
 int store_open(const char *url, struct store **out);
+/* Whether url names a PostgreSQL database (postgres:// or postgresql://), not a file. */
+bool store_url_is_postgres(const char *url);
+/* url as it may be shown in messages and logs: a password in it replaced by "***". Returns
+ * out (cap bytes, truncated if need be). */
+const char *store_url_display(const char *url, char *out, size_t cap);
 /* Apply pending migrations only (tally migrate). Prints what it applied on stdout. */
 int store_migrate(const char *url);
 /* Drain queued writes, stop the writer and close every connection. NULL is a no-op. */
@@ -280,6 +286,36 @@ int store_events_max_id(struct store *s, int64_t *out);
 /* Call fn(arg) after every batch of writes is durable (from the writer's or the sync thread):
  * how the WebSocket hub and the webhook dispatcher learn that events may have arrived. */
 void store_set_commit_hook(struct store *s, void (*fn)(void *arg), void *arg);
+
+/* ---- many nodes (PostgreSQL); on SQLite, one process owns the database and these are
+ * trivial ---- */
+
+/* Claim a scheduled run of job name for this node. On PostgreSQL: take the cluster-wide
+ * advisory lock for the job (session level, on this thread's connection) and, holding it, check
+ * that no node logged a run of it at or after since_ms. *claimed false: another node runs it or
+ * already ran it; skip. *claimed true: run it, log it (store_exec of OP_AUTOMATION_LOG), then
+ * store_job_unlock() from the same thread. On SQLite always claimed, nothing read. On error,
+ * not claimed. The unique keys, not this lock, are what make a double payment impossible. */
+int store_job_try_lock(struct store *s, const char *name, int64_t since_ms, bool *claimed);
+/* True when other processes may share the database (PostgreSQL): the scheduler then puts its
+ * ticks on a grid common to every node. */
+bool store_shared(const struct store *s);
+void store_job_unlock(struct store *s, const char *name);
+
+/* A connection that hears other nodes' commits of events (PostgreSQL LISTEN tally_events; the
+ * writers NOTIFY in the transaction that inserts events). A hint only: the reader still reads
+ * the events table, and polls it anyway. */
+struct store_listener;
+/* 0 with *out, TE_UNAVAILABLE when the engine has no cross-node notifications (SQLite: the
+ * commit hook is enough), TE_DB when the server cannot be reached (retry later). Free with
+ * store_listener_free. */
+int store_listener_new(struct store *s, struct store_listener **out);
+/* The socket to poll for reading. */
+int store_listener_fd(const struct store_listener *l);
+/* Consume what arrived: 0 with *notified when a notification came, TE_DB when the connection
+ * is lost (free it and make a new one; whatever was missed is in the events table). */
+int store_listener_drain(struct store_listener *l, bool *notified);
+void store_listener_free(struct store_listener *l);
 
 struct webhook {
     char id[ID_LEN + 1];
@@ -564,6 +600,7 @@ struct store_write {
         struct {
             int64_t deliveries;
             bool more;
+            bool busy; /* another node is fanning out now: nothing done, try on a later pass */
         } fanout;
     } out;
     int rc;                            /* 0 or TE_*; set by the writer before done() */

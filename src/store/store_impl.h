@@ -10,13 +10,18 @@
 
 struct store_engine {
     const char *name;
+    /* Writer threads, each with its own connection and transaction (0 means 1). SQLite has one
+     * writer by nature; a network database needs several to overlap round trips. */
+    int writers;
     /* Open a connection; writer says whether it will be the writer. 0 or TE_DB. */
     int (*open)(const char *url, bool writer, void **conn_out);
     void (*close)(void *conn);
     /* Apply pending migrations; verbose prints each one applied. 0 or TE_DB. */
     int (*migrate)(void *conn, bool verbose);
     int (*ping)(void *conn);
-    /* Transaction control for the writer's group commit. 0 or TE_DB. */
+    /* Transaction control for the writer's group commit. 0 or TE_DB; commit() may also return
+     * TE_RETRY (nothing committed: apply the batch again) or TE_COMMIT_UNKNOWN (the connection
+     * broke during COMMIT: the outcome is unknown). */
     int (*begin)(void *conn);
     int (*commit)(void *conn);
     void (*rollback)(void *conn);
@@ -32,7 +37,8 @@ struct store_engine {
      * NULL. */
     void (*checkpoint)(void *conn);
     /* Apply one write inside the open transaction. 0 or TE_*; on error the caller rolls the
-     * savepoint back, so apply need not undo its own partial work. */
+     * savepoint back, so apply need not undo its own partial work. TE_RETRY (deadlock,
+     * serialization failure): the caller rolls back to the savepoint and applies it again. */
     int (*apply)(void *conn, struct store_write *w);
     /* Reads, mirroring store.h. */
     int (*user_get)(void *conn, const char *id, struct user *out);
@@ -83,8 +89,18 @@ struct store_engine {
                         void (*fn)(const struct reward *rw, void *arg), void *arg);
     int (*purchase_get)(void *conn, const char *retailer_key, const char *transaction_id,
                         struct purchase_row *out);
+    /* Many nodes (NULL on SQLite): a scheduled job's cluster-wide lock on this connection's
+     * session (see store_job_try_lock), and a listening connection for other nodes' events
+     * (see store_listener_new; listen_drain returns TE_DB once the connection is lost). */
+    int (*job_lock)(void *conn, const char *name, bool *got);
+    void (*job_unlock)(void *conn, const char *name);
+    int (*listen_open)(const char *url, void **out);
+    int (*listen_fd)(void *l);
+    int (*listen_drain)(void *l, bool *notified);
+    void (*listen_close)(void *l);
 };
 
 extern const struct store_engine store_engine_sqlite;
+extern const struct store_engine store_engine_pg;
 
 #endif

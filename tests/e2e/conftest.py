@@ -2,10 +2,18 @@
 
 Every test talks to the real binary ($TALLY_BIN, the ASan+UBSan build under `make e2e`) over
 HTTP. A server is started on a port the kernel picks (`--port 0`, read back from the
-"listening" log line, so suites run side by side never race for a port) with a fresh SQLite
-database in a temporary directory and a scrubbed environment, and it is ready when GET /healthz
-answers. It is stopped with SIGTERM; the stop fails the test unless the process exits 0 and its
-stderr holds no sanitizer report.
+"listening" log line, so suites run side by side never race for a port) with a fresh database
+and a scrubbed environment, and it is ready when GET /healthz answers. It is stopped with
+SIGTERM; the stop fails the test unless the process exits 0 and its stderr holds no sanitizer
+report.
+
+Engines: TALLY_TEST_ENGINE=sqlite (the default) gives each server a SQLite file in its
+temporary directory; TALLY_TEST_ENGINE=postgres gives each server a fresh database (CREATE
+DATABASE) in one PostgreSQL 15 cluster that the session starts itself (pgcluster.py: initdb in
+a temporary directory, an unprivileged user, a free port on 127.0.0.1) and removes at the end.
+`make e2e-pg` runs the suite that way. Tests that are about one engine say so with
+`@sqlite_only(reason)` / `@postgres_only(reason)`; database access in tests goes through
+`Tally.sql()` / `db_connect()`, which take SQLite's `?` placeholders on both engines.
 
 Fixtures:
   tally          a server shared by one test module (sign-up costs ~100 ms of Argon2id, so
@@ -17,8 +25,16 @@ Fixtures:
   tally_bin      the path of the binary
 
 Helpers (importable: `from conftest import ...`):
-  Tally          one server: url, get/post/request, signup/login, apikey, cli, sql,
-                 log/log_events/wait_for_log, spawn/wait_ready/start/stop/restart
+  Tally          one server: url, get/post/request, signup/login, apikey, cli, sql, connect,
+                 log/log_events/wait_for_log, spawn/wait_ready/start/stop/restart;
+                 db_path is its --db: a SQLite file (Path) or a postgres:// URL (str)
+  ENGINE, PG     the engine under test ("sqlite" or "postgres"); PG is ENGINE == "postgres"
+  fresh_db       a new, empty database location for the engine under test (for CLI tests)
+  db_connect     a DB-API connection to a --db location; `?` placeholders on both engines
+  json_field     SQL reading a text field of a JSON column (json_extract / ->>)
+  IntegrityError the exception(s) a constraint violation raises, on either engine
+  sqlite_only, postgres_only   skip markers with a reason
+  pg_cluster     the session's PostgreSQL cluster (started on first use; PG runs only)
   run_tally      run a CLI command of the binary and return the CompletedProcess
   wait_until     poll a predicate with a deadline (never sleep to synchronise)
   unique_email   an address no other test uses
@@ -44,8 +60,16 @@ from pathlib import Path
 import pytest
 import requests
 
+from pgcluster import PgCluster, is_pg_url
+
 ROOT = Path(__file__).resolve().parents[2]
 TALLY_BIN = os.environ.get("TALLY_BIN") or str(ROOT / "build" / "tally-asan")
+
+ENGINE = os.environ.get("TALLY_TEST_ENGINE", "").strip().lower() or "sqlite"
+ENGINE = {"pg": "postgres", "postgresql": "postgres"}.get(ENGINE, ENGINE)
+if ENGINE not in ("sqlite", "postgres"):
+    raise pytest.UsageError(f"TALLY_TEST_ENGINE={ENGINE!r}: expected sqlite or postgres")
+PG = ENGINE == "postgres"
 
 # Environment variables tally reads: scrubbed from the inherited environment so that a
 # developer's shell cannot change what a test sees. Tests pass what they need explicitly.
@@ -149,7 +173,14 @@ class Tally:
     def __init__(self, workdir, env=None, db=None, args=None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.db_path = Path(db) if db else self.workdir / "tally.db"
+        self.owns_db = False  # this object created the database (PostgreSQL: drops it)
+        if db:
+            self.db_path = str(db) if is_pg_url(db) else Path(db)
+        elif PG:
+            self.db_path = new_pg_database()
+            self.owns_db = True
+        else:
+            self.db_path = self.workdir / "tally.db"
         self.env = dict(env or {})
         self.args = [str(a) for a in (args or [])]  # extra `tally serve` arguments
         self.proc = None
@@ -359,15 +390,192 @@ class Tally:
         return proc.stdout.strip().splitlines()[-1].strip()
 
     def sql(self, query, params=()):
-        """Run one statement on the database (while the server runs: WAL mode allows it) and
-        commit; returns all rows. For test set-up the API cannot do, such as ageing a code."""
-        con = sqlite3.connect(self.db_path, timeout=15)
+        """Run one statement on the database (while the server runs: SQLite's WAL mode and
+        PostgreSQL both allow it) and commit; returns all rows (a list of tuples, [] for a
+        statement without results). `?` placeholders on both engines. For test set-up the API
+        cannot do, such as ageing a code."""
+        con = db_connect(self.db_path)
         try:
-            rows = con.execute(query, params).fetchall()
+            cur = con.execute(query, params)
+            rows = cur.fetchall() if cur.description else []
             con.commit()
             return rows
         finally:
             con.close()
+
+    def connect(self):
+        """A DB-API connection to this server's database (db_connect); the caller closes it."""
+        return db_connect(self.db_path)
+
+    def release_db(self):
+        """PostgreSQL: schedule the drop of the database this object created (after its last
+        stop). The drop happens when the next database is made, so that fixtures torn down
+        later (moneykit's verify_after_each runs `tally verify` after the servers stopped) still
+        find it. A no-op on SQLite, whose file goes with the temporary directory."""
+        if self.owns_db and PG:
+            _pending_drops.append(self.db_path)
+            self.owns_db = False
+
+
+# ---- engines ----
+
+_pg = None
+_pending_drops = []  # databases of finished tests, dropped before the next one is made
+
+
+def new_pg_database():
+    """A fresh database in the session's cluster; first drops those of finished tests, so
+    the cluster holds a few databases at a time rather than hundreds."""
+    cluster = pg_cluster()
+    while _pending_drops:
+        cluster.drop_database(_pending_drops.pop())
+    return cluster.create_database()
+
+
+def pg_cluster():
+    """The session's PostgreSQL cluster, started on first use (PostgreSQL runs only) and
+    stopped by pytest_unconfigure (atexit and the postmaster's parent-death signal otherwise)."""
+    global _pg
+    assert PG, "pg_cluster() is for TALLY_TEST_ENGINE=postgres"
+    if _pg is None:
+        _pg = PgCluster().start()
+    return _pg
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only(reason): the test is about SQLite only")
+    config.addinivalue_line("markers", "postgres_only(reason): the test needs PostgreSQL")
+    if PG and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        # SIGTERM (a CI timeout, `kill`) becomes an interrupt, so that teardown still stops
+        # the servers and removes the cluster.
+        def _interrupt(signum, frame):
+            raise KeyboardInterrupt(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def pytest_unconfigure(config):
+    global _pg
+    if _pg is not None:
+        _pg.stop()
+        _pg = None
+
+
+def pytest_report_header(config):
+    return f"tally engine: {ENGINE} (TALLY_TEST_ENGINE), binary: {TALLY_BIN}"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        m = item.get_closest_marker("sqlite_only")
+        if m and PG:
+            item.add_marker(pytest.mark.skip(reason="SQLite only: " + (m.args[0] if m.args else "")))
+        m = item.get_closest_marker("postgres_only")
+        if m and not PG:
+            item.add_marker(pytest.mark.skip(reason="PostgreSQL only: " + (m.args[0] if m.args else "")))
+
+
+def sqlite_only(reason):
+    """Decorator: run this test on SQLite only, saying why it does not apply to PostgreSQL."""
+    return pytest.mark.sqlite_only(reason)
+
+
+def postgres_only(reason):
+    return pytest.mark.postgres_only(reason)
+
+
+def json_field(column, key):
+    """SQL for a top-level text field of a JSON text column, on the engine under test."""
+    assert re.fullmatch(r"[A-Za-z_]\w*", column) and re.fullmatch(r"[A-Za-z_]\w*", key)
+    if PG:
+        return f"(({column})::jsonb ->> '{key}')"
+    return f"json_extract({column}, '$.{key}')"
+
+
+def fresh_db(tmp_path, name="tally.db"):
+    """A new, empty database location for the engine under test: a file path in tmp_path on
+    SQLite, a new database's URL on PostgreSQL (dropped with the cluster)."""
+    if PG:
+        return new_pg_database()
+    return Path(tmp_path) / name
+
+
+try:
+    import psycopg2 as _psycopg2
+except ImportError:  # only needed with TALLY_TEST_ENGINE=postgres
+    _psycopg2 = None
+
+IntegrityError = (sqlite3.IntegrityError,) + ((_psycopg2.IntegrityError,) if _psycopg2 else ())
+
+
+def _pg_placeholders(query):
+    """SQLite's `?` placeholders as psycopg2's `%s` (and a literal % as %%), outside quotes."""
+    out, quote = [], None
+    for ch in query:
+        if quote:
+            if ch == quote:
+                quote = None
+            out.append("%%" if ch == "%" else ch)
+        elif ch in "'\"":
+            quote = ch
+            out.append(ch)
+        elif ch == "?":
+            out.append("%s")
+        elif ch == "%":
+            out.append("%%")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class PgConnection:
+    """A psycopg2 connection that speaks like sqlite3's: execute()/executemany() return a
+    cursor, placeholders are `?`. Booleans come back as True/False (== 1/0 in Python) and
+    SUM() of BIGINT as Decimal (== the int)."""
+
+    def __init__(self, url):
+        assert _psycopg2 is not None, "python3-psycopg2 is not installed (scripts/deps.sh)"
+        self.raw = _psycopg2.connect(str(url), connect_timeout=15)
+
+    def execute(self, query, params=()):
+        cur = self.raw.cursor()
+        if params:
+            cur.execute(_pg_placeholders(query), tuple(params))
+        else:
+            cur.execute(query)
+        return cur
+
+    def executemany(self, query, seq):
+        cur = self.raw.cursor()
+        cur.executemany(_pg_placeholders(query), [tuple(p) for p in seq])
+        return cur
+
+    def commit(self):
+        self.raw.commit()
+
+    def rollback(self):
+        self.raw.rollback()
+
+    def close(self):
+        self.raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):  # like sqlite3: commit or roll back, stay open
+        if exc_type is None:
+            self.raw.commit()
+        else:
+            self.raw.rollback()
+        return False
+
+
+def db_connect(db, timeout=15):
+    """A DB-API connection to a database location (a SQLite path or a postgres:// URL):
+    sqlite3's own, or a PgConnection that accepts the same `?` SQL."""
+    if is_pg_url(db):
+        return PgConnection(db)
+    return sqlite3.connect(db, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -385,14 +593,18 @@ def tally(tally_bin, tmp_path_factory):
 
 def _module_server(tmp_path_factory, env):
     t = Tally(tmp_path_factory.mktemp("tally"), env=env)
-    t.start()
     try:
+        t.start()
         yield t
     finally:
-        if t.running:
-            t.stop()
-        else:
-            t.check_log()
+        try:
+            if t.running:
+                t.stop()
+            else:
+                t.check_log()
+        finally:
+            t.kill()
+            t.release_db()
 
 
 @pytest.fixture
@@ -422,6 +634,8 @@ def start_tally(tally_bin, tmp_path):
         except BaseException as exc:  # report every server, not only the first
             t.kill()
             errors.append(str(exc))
+    for t in made:  # after every stop: servers given db= may share these databases
+        t.release_db()
     if errors:
         pytest.fail("\n\n".join(errors))
 

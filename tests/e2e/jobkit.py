@@ -6,13 +6,12 @@ Referred users are inserted with SQL where a test is about the jobs rather than 
 the API so that its wallet, ledger and rewards can be read back through the API."""
 
 import json
-import sqlite3
 import subprocess
 import time
 import uuid
 from datetime import datetime, timezone
 
-from conftest import TALLY_BIN, sanitizer_reports, tally_env, unique_email
+from conftest import PG, TALLY_BIN, db_connect, sanitizer_reports, tally_env, unique_email
 
 DAY_MS = 86_400_000
 
@@ -47,7 +46,8 @@ def log_rows(t, service=None):
     if service:
         q += " WHERE service = ?"
         params = (service,)
-    rows = t.sql(q + " ORDER BY rowid", params)
+    # Insertion order: SQLite's rowid; on PostgreSQL the time, then the UUIDv7 id.
+    rows = t.sql(q + (" ORDER BY created_at, id" if PG else " ORDER BY rowid"), params)
     keys = ("id", "service", "action", "status", "user_id", "details", "error", "created_at")
     out = []
     for r in rows:
@@ -116,7 +116,7 @@ def add_referrals(t, referrer_id, n, converted=0, created_at=None, converted_at=
     converted_at (default: now). Returns the referral ids, oldest first."""
     own = con is None
     if own:
-        con = sqlite3.connect(t.db_path, timeout=15)
+        con = db_connect(t.db_path)
     try:
         base = created_at if created_at is not None else now_ms() - n
         code = con.execute(

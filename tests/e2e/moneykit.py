@@ -42,7 +42,7 @@ SNAPSHOT_SQL = {
     "refunds": "SELECT COUNT(*) FROM refunds",
     "redemptions": "SELECT COUNT(*) FROM redemptions",
     "user_rewards": "SELECT COUNT(*), COALESCE(SUM(is_claimed), 0) FROM user_rewards",
-    "referrals": "SELECT COUNT(*), COALESCE(SUM(status = 'converted'), 0) FROM referrals",
+    "referrals": "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'converted' THEN 1 ELSE 0 END), 0) FROM referrals",
     "reward_items": "SELECT COUNT(*), COALESCE(SUM(stock), 0) FROM reward_items",
     "premium": "SELECT COALESCE(SUM(premium_until), 0) FROM users",
     "catalogue": "SELECT (SELECT COUNT(*) FROM retailers), (SELECT COUNT(*) FROM products),"
@@ -117,9 +117,7 @@ def verify(t):
 def snapshot(t):
     """Row counts and sums of every money table: equal snapshots mean no row changed that
     matters (a new, updated or deleted row moves a count, a sum or a MAX(updated_at))."""
-    import sqlite3
-
-    con = sqlite3.connect(t.db_path, timeout=15)
+    con = t.connect()
     try:
         return {name: con.execute(sql).fetchone() for name, sql in SNAPSHOT_SQL.items()}
     finally:

@@ -2,11 +2,10 @@
 
 import hashlib
 import re
-import sqlite3
 
 import pytest
 
-from conftest import assert_error, run_tally
+from conftest import PG, assert_error, db_connect, fresh_db, run_tally
 
 # ---- help ----
 
@@ -103,12 +102,14 @@ def test_port_in_use_stops_serve(tally, tmp_path):
 
 
 def test_migrate_creates_the_schema_and_is_idempotent(tmp_path):
-    db = tmp_path / "m.db"
+    db = fresh_db(tmp_path, "m.db")
     for _ in range(2):
         p = run_tally("migrate", "--db", db)
         assert p.returncode == 0, p.stderr
-    con = sqlite3.connect(db)
-    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    con = db_connect(db)
+    list_tables = ("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()" if PG
+                   else "SELECT name FROM sqlite_master WHERE type = 'table'")
+    tables = {r[0] for r in con.execute(list_tables).fetchall()}
     con.close()
     assert {"users", "referral_codes", "referrals", "api_keys"} <= tables
 

@@ -7,12 +7,21 @@ server's database; the scheduler itself is tested in test_scheduler.py. Jobs wor
 database, so a test that counts a run's details first runs the job once to absorb whatever
 earlier tests left behind. `tally verify` passes after every test."""
 
-import sqlite3
 import uuid
 
 import pytest
 
-from conftest import assert_error, module_server, run_tally, unique_email, wait_until
+from conftest import (
+    PG,
+    IntegrityError,
+    assert_error,
+    db_connect,
+    json_field,
+    module_server,
+    run_tally,
+    unique_email,
+    wait_until,
+)
 from jobkit import (
     DAY_MS,
     add_referrals,
@@ -154,7 +163,7 @@ def test_thresholds_4_5_and_12_referrals(tally):
 
 def bulk_referrers(t, n_referrers, per_referrer):
     """n_referrers users inserted by SQL, each with per_referrer referrals; returns their ids."""
-    con = sqlite3.connect(t.db_path, timeout=15)
+    con = db_connect(t.db_path)
     try:
         ids = add_users(con, n_referrers)
         base = now_ms() - per_referrer
@@ -174,7 +183,8 @@ def paid_once(t, referrer_ids, groups_each):
         f"SELECT g.referrer_user_id, g.status, COUNT(l.id), w.cash_cents FROM bonus_groups g"
         f" LEFT JOIN ledger_entries l ON l.kind = 'bonus' AND l.ref_id = 'bonus-group:' || g.id"
         f" LEFT JOIN wallets w ON w.user_id = g.referrer_user_id"
-        f" WHERE g.referrer_user_id IN ({q}) GROUP BY g.id",
+        f" WHERE g.referrer_user_id IN ({q})"
+        f" GROUP BY g.id, g.referrer_user_id, g.status, w.cash_cents",
         referrer_ids,
     )
     assert len(rows) == len(referrer_ids) * groups_each
@@ -231,7 +241,7 @@ def test_kill_between_the_phases_then_pay_twice_pays_once(tally):
     assert len(bonus_entries(tally, who)) == 1
     # The database itself refuses a second payment of the group, whoever tries it.
     (gid,) = tally.sql("SELECT id FROM bonus_groups WHERE referrer_user_id = ?", (who["id"],))[0]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(IntegrityError):
         tally.sql(
             "INSERT INTO ledger_entries (user_id, account, amount, kind, ref_id, created_at)"
             " VALUES (?, 'cash', 1000, 'bonus', ?, 0)",
@@ -328,7 +338,7 @@ def test_award_badges_once_after_master_threshold_conversions(tally, admin_key):
     d = run_job(tally, "awardBadges")["details"]
     assert d["badgesAwarded"] == 1 and d["badge"] == "Referral Master", d
     rows = tally.sql(
-        "SELECT reward_type, json_extract(reward_value, '$.badge'), reward_value"
+        f"SELECT reward_type, {json_field('reward_value', 'badge')}, reward_value"
         " FROM user_rewards WHERE user_id = ? AND reward_type = 'badge'", (master["id"],)
     )
     assert [r[:2] for r in rows] == [("badge", "Referral Master")], rows
@@ -508,20 +518,39 @@ def test_jobs_refuse_a_missing_database(tmp_path, action):
     assert not db.exists()
 
 
+def refuse_bonus_groups(t):
+    """Make the database refuse new bonus groups (a trigger), so that phase one fails."""
+    if PG:
+        t.sql("CREATE FUNCTION refuse_by_test() RETURNS trigger LANGUAGE plpgsql"
+              " AS $$ BEGIN RAISE EXCEPTION 'refused by test'; END $$")
+        t.sql("CREATE TRIGGER refuse_groups BEFORE INSERT ON bonus_groups"
+              " FOR EACH ROW EXECUTE FUNCTION refuse_by_test()")
+    else:
+        t.sql("CREATE TRIGGER refuse_groups BEFORE INSERT ON bonus_groups"
+              " BEGIN SELECT RAISE(ABORT, 'refused by test'); END")
+
+
+def accept_bonus_groups(t):
+    if PG:
+        t.sql("DROP TRIGGER refuse_groups ON bonus_groups")
+        t.sql("DROP FUNCTION refuse_by_test()")
+    else:
+        t.sql("DROP TRIGGER refuse_groups")
+
+
 def test_a_failing_job_exits_1_and_logs_the_failure(fresh):
     t = fresh()
     who = referrer(t, "failing")
     add_referrals(t, who["id"], 5)
     # Make phase one fail: the database refuses new bonus groups.
-    t.sql("CREATE TRIGGER refuse_groups BEFORE INSERT ON bonus_groups"
-          " BEGIN SELECT RAISE(ABORT, 'refused by test'); END")
+    refuse_bonus_groups(t)
     row = run_job(t, "findQualifiedUsers", expect=1)
     assert row["error"], row
     assert "durationMs" in row["details"], row
     assert bonus_state(t, who["id"])[0] == []  # the failed batch rolled back
     proc = t.cli("jobs", "run", "findQualifiedUsers", check=False)
     assert proc.returncode == 1 and "findQualifiedUsers" in proc.stderr, proc.stderr
-    t.sql("DROP TRIGGER refuse_groups")
+    accept_bonus_groups(t)
     run_job(t, "findQualifiedUsers")
     run_job(t, "payQualifiedUsers")
     assert wallet_cents(t, who)[0] == 1000
@@ -535,12 +564,11 @@ def test_automation_logs_filter_by_service_and_status_and_page(tally, admin_key)
         run_job(tally, "healthCheck")
     # one failed run of findQualifiedUsers
     who = add_users_with_referrals(tally, 5)
-    tally.sql("CREATE TRIGGER refuse_groups BEFORE INSERT ON bonus_groups"
-              " BEGIN SELECT RAISE(ABORT, 'refused by test'); END")
+    refuse_bonus_groups(tally)
     try:
         failed = run_job(tally, "findQualifiedUsers", expect=1)
     finally:
-        tally.sql("DROP TRIGGER refuse_groups")
+        accept_bonus_groups(tally)
     settle(tally)
     assert bonus_state(tally, who)[0] == [(1, 5, 1000, "paid")]
 
@@ -593,7 +621,7 @@ def test_automation_logs_filter_by_service_and_status_and_page(tally, admin_key)
 
 
 def add_users_with_referrals(t, n):
-    con = sqlite3.connect(t.db_path, timeout=15)
+    con = db_connect(t.db_path)
     try:
         (rid,) = add_users(con, 1)
         con.commit()

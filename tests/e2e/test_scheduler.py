@@ -5,12 +5,11 @@ happens once at start, and SIGTERM while jobs run exits 0. Every test polls with
 where a test shows that something does *not* happen, it waits for the scheduler to have run
 other jobs after it would have happened (or, with the scheduler off, for a fixed window)."""
 
-import sqlite3
 import time
 
 import pytest
 
-from conftest import run_tally, wait_until
+from conftest import db_connect, run_tally, wait_until
 from jobkit import (
     add_referrals,
     add_users,
@@ -157,7 +156,7 @@ def test_a_missed_run_happens_once_at_start(fresh, start_tally):
     assert run_tally("jobs", "run", "findQualifiedUsers", "--db", db,
                      "--at", "2020-01-01T00:00:00Z").returncode == 0
     assert run_tally("jobs", "run", "cleanupExpiredCodes", "--db", db).returncode == 0
-    con = sqlite3.connect(db)
+    con = db_connect(db)
     try:
         (who,) = add_users(con, 1)
         add_referrals(None, who, 5, con=con)  # work for the run that catches up
@@ -195,7 +194,7 @@ def test_valid_schedules_start_and_are_listed(fresh):
 
 
 def bulk(t, referrers, each):
-    con = sqlite3.connect(t.db_path, timeout=15)
+    con = db_connect(t.db_path)
     try:
         ids = add_users(con, referrers)
         for rid in ids:

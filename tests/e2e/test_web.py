@@ -10,7 +10,6 @@ WebDriverWait (or wait_until) on a condition with a deadline; nothing sleeps."""
 
 import http.server
 import re
-import sqlite3
 import threading
 import time
 import uuid
@@ -21,7 +20,7 @@ from selenium.webdriver.common.by import By
 
 from browser import PHONE, SCREENSHOT_DIR, Page
 from browser import browser2_fixture, browser_fixture, browsers_fixture  # noqa: F401 (fixtures)
-from conftest import HTTP_TIMEOUT_S, PASSWORD, module_server, unique_email, wait_until
+from conftest import HTTP_TIMEOUT_S, PASSWORD, db_connect, module_server, unique_email, wait_until
 
 # Private webhook targets are allowed so that the admin page can show a real delivery to a
 # receiver on 127.0.0.1.
@@ -493,7 +492,7 @@ def test_admin_page_shows_analytics_chart_logs_and_webhooks(tally, browser, brow
     assert set(stats) == {"Referrals", "Converted", "Conversion rate", "Rewards awarded",
                           "Active codes", "Expired codes"}, stats
     total, converted = tally.sql(
-        "SELECT COUNT(*), COALESCE(SUM(status = 'converted'), 0) FROM referrals")[0]
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'converted' THEN 1 ELSE 0 END), 0) FROM referrals")[0]
     assert stats["Referrals"] == str(total) and stats["Converted"] == str(converted)
     assert re.fullmatch(r"\d+\.\d\d%", stats["Conversion rate"]), stats
     assert total >= 1
@@ -557,7 +556,7 @@ def seed_leaderboard(t):
     referrals(user("Month Max", now - 20 * DAY_MS), 5, now - 10 * DAY_MS)
     for i in range(21):
         referrals(user(f"Weekly {i:02d}", now - DAY_MS + i), 1, now - 1000 + i)
-    con = sqlite3.connect(t.db_path, timeout=15)
+    con = db_connect(t.db_path)
     try:
         con.executemany("INSERT INTO users (id, name, email, password_hash, created_at)"
                         " VALUES (?, ?, ?, ?, ?)", users)

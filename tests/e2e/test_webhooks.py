@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import assert_error, module_server, wait_until
+from conftest import assert_error, json_field, module_server, wait_until
 from moneykit import Shop, txid, verify
 from notifykit import Receiver, cpu_seconds, verify_signature
 
@@ -296,7 +296,7 @@ def test_purchase_delivers_signed_earning_updates(tally, shop, chain, hooks, rec
     assert len(reqs) == 2, reqs
     events = {e[0]: e for e in tally.sql(
         "SELECT id, user_id, type, data, created_at FROM events WHERE type = 'earning_update'"
-        " AND json_extract(data, '$.transactionId') = ?", (tx,))}
+        f" AND {json_field('data', 'transactionId')} = ?", (tx,))}
     assert len(events) == 2
     by_level = {}
     for q in reqs:
@@ -502,8 +502,8 @@ def test_refused_purchases_send_nothing(tally, shop, chain, hooks, receivers):
     for q in reqs:
         verify_signature(h["secret"], q)
     # the refused requests wrote no event at all
-    rows = tally.sql("SELECT json_extract(data, '$.transactionId') FROM events WHERE id > ?",
-                     (before,))
+    rows = tally.sql(f"SELECT {json_field('data', 'transactionId')} FROM events WHERE id > ?"
+                     " ORDER BY id", (before,))
     assert [r[0] for r in rows] == [t1, t2], rows
 
 

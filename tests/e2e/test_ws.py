@@ -197,7 +197,7 @@ def test_refund_events_reach_referrer_and_buyer(tally, shop, chain):
 
 def test_events_written_by_another_process_arrive_within_the_tick(tally, chain):
     """tally jobs run (another process) writes events the server never hears committed: the hub
-    polls the events table every second. Simulated by writing the row with sqlite3."""
+    polls the events table every second. Simulated by writing the row with SQL."""
     b = chain["B"]
     wb = ws_connect(tally, b["token"])
     try:
