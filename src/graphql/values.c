@@ -166,6 +166,11 @@ static json_t *leaf(const struct gql_tdef *t, enum leaf_in k, const char *text, 
                     double real, bool from_json, const char *shown, char *err, size_t cap)
 {
     const char *n = t->name;
+    /* A string literal may spell U+0000 ("\u0000"); the API reads C strings, which would stop
+     * there (a transaction id "t1\u0000x" would be "t1"). JSON variables cannot carry it
+     * (jansson refuses it), nor can REST bodies: refuse it here too. */
+    if (k == IN_STRING && memchr(text, '\0', len))
+        return fail(err, cap, "%s cannot represent a string containing U+0000: %s", n, shown);
     if (t->kind == GQL_KIND_ENUM) {
         bool named = from_json ? k == IN_STRING : k == IN_ENUM;
         if (!named)
