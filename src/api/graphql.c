@@ -364,9 +364,11 @@ static int resolve_referrals(struct gql_rctx *c, struct req *r, json_t **out)
     json_t *after = json_object_get(c->args, "after");
     long long skip = 0;
     if (json_is_string(after)) {
+        const char *cursor = json_string_value(after);
         char *end;
-        long long v = strtoll(json_string_value(after), &end, 10);
-        if (*end || v < 0 || v >= REFERRALS_SCAN_MAX)
+        long long v = strtoll(cursor, &end, 10);
+        /* Our cursors are plain digits: "" (no digits) is not cursor "0". */
+        if (cursor[0] < '0' || cursor[0] > '9' || *end || v < 0 || v >= REFERRALS_SCAN_MAX)
             return gql_fail(c, err_code(TE_VALIDATION), "after is not a cursor of this list");
         skip = v + 1;
     }

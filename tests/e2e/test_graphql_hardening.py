@@ -3,6 +3,7 @@ hardening): one test per defect found, each failing before its fix.
 
   - a string literal spelling U+0000 ("\\u0000") must not reach the API as a shorter C string
     (a transaction id "t1\\u0000x" answered as the duplicate of "t1");
+  - `referrals(after: "")` is not a cursor: it must not silently skip the first referral;
 
 `tally verify` runs after every test (moneykit's verify_after_each).
 """
@@ -57,3 +58,26 @@ def test_a_nul_in_a_string_literal_is_refused_not_truncated(tally, world):
                          % (tid, cid))
     assert rest.status_code == 400, rest.text
     assert snapshot(tally) == before
+
+
+def test_an_empty_referrals_cursor_is_refused_not_read_as_cursor_zero(tally, shop):
+    """The cursors of `referrals` are "0", "1", ...; `after: ""` used to parse as "0" and skip
+    the newest referral without a word. It is refused like any other string that is not one of
+    the list's cursors, and the real cursor "0" still pages."""
+    a = shop.user("A")
+    b = shop.user("B", referrer=a)
+    c = shop.user("C", referrer=a)
+    me = GQL(tally, a["token"])
+    page = "{ referrals%s { edges { cursor node { referredUserId } } } }"
+    full = assert_ok(me.post(page % ""))["referrals"]["edges"]
+    assert [e["node"]["referredUserId"] for e in full] == [c["id"], b["id"]]
+    assert [e["cursor"] for e in full] == ["0", "1"]
+    after0 = assert_ok(me.post(page % '(after: "0")'))["referrals"]["edges"]
+    assert [e["node"]["referredUserId"] for e in after0] == [b["id"]]
+    for bad in ('""', '" 0"', '"+0"', '"x"'):
+        resp = me.post(page % f"(after: {bad})")
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body["data"] is None, (bad, body)  # referrals is non-null
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["validation_error"], body
+        assert body["errors"][0]["path"] == ["referrals"], body
