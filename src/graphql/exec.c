@@ -424,6 +424,63 @@ static json_t *request_error(const char *msg, const struct gql_location *loc)
     return e;
 }
 
+/* @skip and @include take `if: Boolean!`, but a variable there may still be null at run time
+ * (a nullable variable with a default, sent as null: validation allows it there). Reading that
+ * as false would run a field the client may have asked to skip, a mutation included;
+ * graphql-js refuses the operation instead, and so do we, before any field runs (graphql-js
+ * notices a nested one only when it gets there: we are stricter, so that nothing is written).
+ * Returns the offending value (a variable), or NULL. visited: fragments already walked. */
+static const struct gql_value *null_if(struct gql_exec *ex, const struct gql_selection *s,
+                                       const char **visited, size_t *n_visited, size_t cap)
+{
+    for (; s; s = s->next) {
+        for (const struct gql_directive *d = s->directives; d; d = d->next) {
+            if (strcmp(d->name, "skip") != 0 && strcmp(d->name, "include") != 0)
+                continue;
+            for (const struct gql_argument *a = d->arguments; a; a = a->next) {
+                json_t *v = a->value->kind == GQL_VALUE_VARIABLE
+                                ? json_object_get(ex->vars, a->value->text)
+                                : NULL;
+                if (strcmp(a->name, "if") == 0 && a->value->kind == GQL_VALUE_VARIABLE &&
+                    (!v || json_is_null(v)))
+                    return a->value;
+            }
+        }
+        if (!included(ex, s->directives))
+            continue; /* skipped: what it holds is never looked at */
+        const struct gql_selection *sub = s->selection_set;
+        if (s->kind == GQL_SELECTION_FRAGMENT_SPREAD) {
+            bool seen = false;
+            for (size_t i = 0; i < *n_visited && !seen; i++)
+                seen = strcmp(visited[i], s->name) == 0;
+            if (seen || *n_visited >= cap)
+                continue;
+            visited[(*n_visited)++] = s->name;
+            const struct gql_definition *f = fragment_find(ex->doc, s->name);
+            sub = f ? f->selection_set : NULL;
+        }
+        const struct gql_value *bad = null_if(ex, sub, visited, n_visited, cap);
+        if (bad)
+            return bad;
+    }
+    return NULL;
+}
+
+/* The error for null_if's value, as graphql-js words it; NULL when there is none. */
+static json_t *null_if_error(struct gql_exec *ex)
+{
+    size_t cap = ex->doc->definition_count, n = 0;
+    const char **visited = calloc(cap ? cap : 1, sizeof *visited);
+    if (!visited)
+        return request_error("Out of memory.", NULL);
+    const struct gql_value *bad = null_if(ex, ex->op->selection_set, visited, &n, cap);
+    free(visited);
+    if (!bad)
+        return NULL;
+    return request_error("Argument \"if\" of non-null type \"Boolean!\" must not be null.",
+                         &bad->loc);
+}
+
 static const struct gql_tref *var_tref(const struct gql_type *t, struct gql_tref *buf, int n)
 {
     if (n <= 0)
@@ -544,6 +601,13 @@ int gql_exec_run(struct gql_exec *ex)
     const struct gql_tdef *root =
         ex->op->operation == GQL_OPERATION_MUTATION ? gql_mutation_type : gql_query_type;
     if (!ex->collected) {
+        json_t *e = null_if_error(ex);
+        if (e) { /* as graphql-js: an error, data null, no field run */
+            json_array_append_new(ex->errors, e);
+            ex->data_null = true;
+            ex->collected = true;
+            return 0;
+        }
         const struct gql_selection *set = ex->op->selection_set;
         collect_fields(ex, root, &set, 1, &ex->root);
         ex->collected = true;

@@ -4,6 +4,8 @@ hardening): one test per defect found, each failing before its fix.
   - a string literal spelling U+0000 ("\\u0000") must not reach the API as a shorter C string
     (a transaction id "t1\\u0000x" answered as the duplicate of "t1");
   - `referrals(after: "")` is not a cursor: it must not silently skip the first referral;
+  - `@skip(if: $s)` / `@include(if: $s)` with $s null at run time is an error (as
+    graphql-js), not "false": a mutation the client meant to skip must not run;
 
 `tally verify` runs after every test (moneykit's verify_after_each).
 """
@@ -81,3 +83,42 @@ def test_an_empty_referrals_cursor_is_refused_not_read_as_cursor_zero(tally, sho
         assert body["data"] is None, (bad, body)  # referrals is non-null
         assert [e["extensions"]["code"] for e in body["errors"]] == ["validation_error"], body
         assert body["errors"][0]["path"] == ["referrals"], body
+
+
+def test_skip_or_include_with_a_null_variable_runs_nothing(tally, world):
+    """`if` is Boolean!, yet a nullable variable with a default may be used there and sent as
+    null. graphql-js answers an error and data null without running
+    a field; tally used to read null as false, so `@skip(if: $s)` with s = null ran the
+    purchase."""
+    till = GQL(tally, world["till"])
+    cid = world["customer"]["id"]
+
+    def buy(directive=""):
+        return ('purchase(input: {transactionId: $t, customerId: "%s", amount: "1.00"}) %s '
+                "{ duplicate }" % (cid, directive))
+
+    cases = [
+        ("mutation($t: String!, $s: Boolean = true) { %s }" % buy("@skip(if: $s)"), {"s": None},
+         'Argument "if" of non-null type "Boolean!" must not be null.'),
+        # nested, behind a fragment: still refused before the mutation runs
+        ("mutation($t: String!, $s: Boolean = false) { ... on Mutation { %s } "
+         "__typename ...F } fragment F on Mutation { __typename @include(if: $s) }" % buy(),
+         {"s": None}, 'Argument "if" of non-null type "Boolean!" must not be null.'),
+    ]
+    for query, variables, message in cases:
+        before = snapshot(tally)
+        tid = txid("skip")
+        resp = till.post(query, {"t": tid, **variables})
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        assert body.get("data", "absent") is None, body
+        assert [e["message"] for e in body["errors"]] == [message], body
+        assert body["errors"][0]["locations"], body
+        assert snapshot(tally) == before, query
+        assert tally.sql("SELECT COUNT(*) FROM purchases WHERE transaction_id = ?",
+                         (tid,)) == [(0,)]
+    # A real boolean still works both ways.
+    q = "mutation($t: String!, $s: Boolean = true) { %s __typename }" % buy("@skip(if: $s)")
+    assert assert_ok(till.post(q, {"t": txid("skip"), "s": True})) == {"__typename": "Mutation"}
+    assert assert_ok(till.post(q, {"t": txid("skip"), "s": False}))["purchase"] == {
+        "duplicate": False}
