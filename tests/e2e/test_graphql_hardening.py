@@ -6,9 +6,13 @@ hardening): one test per defect found, each failing before its fix.
   - `referrals(after: "")` is not a cursor: it must not silently skip the first referral;
   - `@skip(if: $s)` / `@include(if: $s)` with $s null at run time is an error (as
     graphql-js), not "false": a mutation the client meant to skip must not run;
+  - graphql-js 16.9's introspection query with every option (`oneOf` too: `__Type.isOneOf`)
+    loads, as the issue asks of standard clients;
 
 `tally verify` runs after every test (moneykit's verify_after_each).
 """
+
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +23,9 @@ from moneykit import (  # noqa: F401 (fixtures, registered by name)
     txid,
     verify_after_each_fixture,
 )
+from test_graphql_ref import ref  # noqa: F401 (the graphql-js oracle fixture)
+
+SDL = (Path(__file__).resolve().parents[2] / "src" / "graphql" / "schema.graphql").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +129,21 @@ def test_skip_or_include_with_a_null_variable_runs_nothing(tally, world):
     assert assert_ok(till.post(q, {"t": txid("skip"), "s": True})) == {"__typename": "Mutation"}
     assert assert_ok(till.post(q, {"t": txid("skip"), "s": False}))["purchase"] == {
         "duplicate": False}
+
+
+def test_the_introspection_query_with_every_graphql_js_option_loads(tally, ref):  # noqa: F811
+    """getIntrospectionQuery() of graphql-js 16.9 (the pinned reference) with every option,
+    `oneOf` included, asks for __Type.isOneOf; tally refused the whole query (400, "Cannot query
+    field isOneOf"), so a client built that way could not load the schema at all."""
+    options = {"descriptions": True, "specifiedByUrl": True, "directiveIsRepeatable": True,
+               "schemaDescription": True, "inputValueDeprecation": True, "oneOf": True}
+    query = ref({"cmd": "introspectionQuery", "options": options})["query"]
+    assert "isOneOf" in query
+    data = assert_ok(GQL(tally, None).post(query))
+    got = ref({"cmd": "schema", "introspection": data, "sdl": SDL})
+    assert got["ok"], got["error"]
+    assert got["equal"], "the introspection no longer prints as schema.graphql"
+    kinds = {t["name"]: (t["kind"], t["isOneOf"]) for t in data["__schema"]["types"]}
+    assert kinds["PurchaseInput"] == ("INPUT_OBJECT", False)  # no OneOf input in tally
+    assert kinds["Purchase"] == ("OBJECT", None)
+    assert kinds["Money"] == ("SCALAR", None)
