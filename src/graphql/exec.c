@@ -368,6 +368,7 @@ static json_t *execute_field(struct gql_exec *ex, const struct gql_tdef *type, j
     c.args = coerce_args(ex, f, node, c.message, sizeof c.message);
     int rc;
     if (!c.args) {
+        c.code = "validation_error"; /* every field error has a code, as the REST errors do */
         rc = -1;
     } else if (type->name[0] == '_' || f->name[0] == '_') {
         rc = gql_introspect_resolve(&c, &raw);

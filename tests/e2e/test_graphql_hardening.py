@@ -6,6 +6,8 @@ hardening): one test per defect found, each failing before its fix.
   - `referrals(after: "")` is not a cursor: it must not silently skip the first referral;
   - `@skip(if: $s)` / `@include(if: $s)` with $s null at run time is an error (as
     graphql-js), not "false": a mutation the client meant to skip must not run;
+  - a field error from coercing the field's arguments carries `extensions.code` like every
+    other field error (docs/API.md promises it);
   - graphql-js 16.9's introspection query with every option (`oneOf` too: `__Type.isOneOf`)
     loads, as the issue asks of standard clients;
 
@@ -147,3 +149,27 @@ def test_the_introspection_query_with_every_graphql_js_option_loads(tally, ref):
     assert kinds["PurchaseInput"] == ("INPUT_OBJECT", False)  # no OneOf input in tally
     assert kinds["Purchase"] == ("OBJECT", None)
     assert kinds["Money"] == ("SCALAR", None)
+
+
+def test_an_argument_coercion_field_error_has_a_code(tally, world):
+    """A non-null argument fed by a nullable variable (with a default) sent as null: a field
+    error at execution, as in graphql-js. docs/API.md: every field error has `extensions.code`;
+    this one had none."""
+    till = GQL(tally, world["till"])
+    q = 'query($t: String = "x") { purchase(transactionId: $t) { id } __typename }'
+    resp = till.post(q, {"t": None})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["data"] == {"purchase": None, "__typename": "Query"}, body
+    [err] = body["errors"]
+    assert err["path"] == ["purchase"] and err["locations"], err
+    assert err.get("extensions", {}).get("code") == "validation_error", err
+    # In a mutation: nothing recorded, the same code.
+    before = snapshot(tally)
+    m = ('mutation($t: String = "x") { purchase(input: {transactionId: $t, customerId: "%s", '
+         'amount: "1.00"}) { duplicate } }' % world["customer"]["id"])
+    resp = till.post(m, {"t": None})
+    body = resp.json()
+    assert resp.status_code == 200 and body["data"] is None, body
+    assert [e.get("extensions", {}).get("code") for e in body["errors"]] == ["validation_error"]
+    assert snapshot(tally) == before
