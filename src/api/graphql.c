@@ -755,6 +755,10 @@ int api_graphql_post(struct req *r)
         snprintf(msg, sizeof msg, "The body is not valid JSON: %s", body ? jerr.text : "empty");
         return request_error(r, 400, err_code(TE_INVALID_JSON), msg);
     }
+    if (json_is_array(g->body)) /* Apollo's BatchHttpLink and the like: say so plainly */
+        return request_error(r, 400, err_code(TE_VALIDATION),
+                             "Batched requests (a JSON array) are not supported: send one "
+                             "{\"query\", \"variables\", \"operationName\"} object per POST.");
     if (!json_is_object(g->body))
         return request_error(r, 400, err_code(TE_VALIDATION),
                              "The body must be a JSON object {\"query\", \"variables\", "

@@ -8,6 +8,7 @@ hardening): one test per defect found, each failing before its fix.
     graphql-js), not "false": a mutation the client meant to skip must not run;
   - a field error from coercing the field's arguments carries `extensions.code` like every
     other field error (docs/API.md promises it);
+  - a batch (a JSON array of requests) is refused with a message that says so, running none;
   - graphql-js 16.9's introspection query with every option (`oneOf` too: `__Type.isOneOf`)
     loads, as the issue asks of standard clients;
 
@@ -173,3 +174,20 @@ def test_an_argument_coercion_field_error_has_a_code(tally, world):
     assert resp.status_code == 200 and body["data"] is None, body
     assert [e.get("extensions", {}).get("code") for e in body["errors"]] == ["validation_error"]
     assert snapshot(tally) == before
+
+
+def test_a_batch_is_refused_clearly_and_runs_nothing(tally, world):
+    """Apollo's BatchHttpLink posts a JSON array of requests. tally does not batch: 400 with a
+    message naming batching (it used to say only "must be a JSON object"), and no request of the
+    batch runs."""
+    till = GQL(tally, world["till"])
+    tid = txid("batch")
+    one = {"query": literal_purchase(f'"{tid}"', world["customer"]["id"])}
+    before = snapshot(tally)
+    errors = assert_request_error(till.post(None, body=[one, {"query": "{ __typename }"}]), 400,
+                                  "Batched requests (a JSON array) are not supported")
+    assert errors[0]["extensions"]["code"] == "validation_error"
+    assert_request_error(till.post(None, body=[]), 400, "Batched requests")
+    assert snapshot(tally) == before
+    # The same request on its own runs.
+    assert assert_ok(till.post(None, body=one))["purchase"]["duplicate"] is False
