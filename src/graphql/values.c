@@ -224,10 +224,14 @@ static json_t *leaf(const struct gql_tdef *t, enum leaf_in k, const char *text, 
             return json_stringn(text, len);
         if ((k == IN_INT || k == IN_FLOAT) && text && money_text_ok(text))
             return k == IN_INT ? json_integer(strtoll(text, NULL, 10)) : json_string(text);
-        int64_t c;
-        if (k == IN_FLOAT && !text &&
-            money_from_json_real(real, MONEY_TYPE_MAX_CENTS, &c) == MONEY_OK && c > 0)
-            return json_real(real);
+        /* A JSON number, or a literal with an exponent (1e2, 1.5e1, which money_parse does
+         * not read): as a double, exactly as the REST door reads the same JSON number. */
+        if (k == IN_FLOAT && (!text || strpbrk(text, "eE"))) {
+            int64_t c;
+            double x = text ? strtod(text, NULL) : real;
+            if (money_from_json_real(x, MONEY_TYPE_MAX_CENTS, &c) == MONEY_OK && c > 0)
+                return json_real(x);
+        }
         return fail(err, cap,
                     "Money cannot represent %s: a positive amount with at most two decimals, "
                     "such as \"12.34\"",

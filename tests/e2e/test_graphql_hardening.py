@@ -8,6 +8,8 @@ hardening): one test per defect found, each failing before its fix.
     graphql-js), not "false": a mutation the client meant to skip must not run;
   - a field error from coercing the field's arguments carries `extensions.code` like every
     other field error (docs/API.md promises it);
+  - a Money literal with an exponent (`amount: 1e2`) is the number it spells, as the same JSON
+    number is in a variable or a REST body (it was refused in a literal only);
   - a batch (a JSON array of requests) is refused with a message that says so, running none;
   - graphql-js 16.9's introspection query with every option (`oneOf` too: `__Type.isOneOf`)
     loads, as the issue asks of standard clients;
@@ -191,3 +193,36 @@ def test_a_batch_is_refused_clearly_and_runs_nothing(tally, world):
     assert snapshot(tally) == before
     # The same request on its own runs.
     assert assert_ok(till.post(None, body=one))["purchase"]["duplicate"] is False
+
+
+@pytest.mark.parametrize("spelled, cents", [("1e2", 10000), ("1.5e1", 1500), ("1234E-2", 1234),
+                                            ("2.5e-1", 25)])
+def test_a_money_literal_with_an_exponent_is_that_amount(tally, world, spelled, cents):
+    """`amount: 1e2` in the document must mean what `"amount": 1e2` means in the variables and
+    in a REST body (100.00), not a 400."""
+    till = GQL(tally, world["till"])
+    cid = world["customer"]["id"]
+    doc = ('mutation { purchase(input: {transactionId: "%s", customerId: "%s", amount: %s}) '
+           "{ purchase { amountCents } } }")
+    lit = assert_ok(till.post(doc % (txid("exp"), cid, spelled)))["purchase"]["purchase"]
+    var = assert_ok(till.post(  # the number as JSON text, not as Python would re-spell it
+        None, body='{"query": "mutation($i: PurchaseInput!) { purchase(input: $i) { purchase '
+             '{ amountCents } } }", "variables": {"i": {"transactionId": "%s", "customerId": '
+             '"%s", "amount": %s}}}' % (txid("exp"), cid, spelled)))["purchase"]["purchase"]
+    rest = tally.request("POST", "/api/purchase", token=world["till"],
+                         headers={"Content-Type": "application/json"},
+                         data='{"transactionId": "%s", "userId": "%s", "amount": %s}'
+                         % (txid("exp"), cid, spelled))
+    assert rest.status_code == 201, rest.text
+    assert lit["amountCents"] == var["amountCents"] == rest.json()["amountCents"] == cents
+
+
+def test_a_money_literal_with_an_exponent_is_still_exact(tally, world):
+    """Still at most two decimals, still positive: 1.2345e1 (12.345) and -1e2 are refused."""
+    till = GQL(tally, world["till"])
+    before = snapshot(tally)
+    for spelled in ("1.2345e1", "-1e2", "0e0", "1e400"):
+        doc = ('mutation { purchase(input: {transactionId: "%s", customerId: "%s", amount: %s}) '
+               "{ duplicate } }" % (txid("exp"), world["customer"]["id"], spelled))
+        assert_request_error(till.post(doc), 400, "Money cannot represent")
+    assert snapshot(tally) == before
