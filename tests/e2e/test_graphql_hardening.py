@@ -10,6 +10,8 @@ hardening): one test per defect found, each failing before its fix.
     other field error (docs/API.md promises it);
   - a Money literal with an exponent (`amount: 1e2`) is the number it spells, as the same JSON
     number is in a variable or a REST body (it was refused in a literal only);
+  - an empty `Authorization` header (what Apollo's documented auth link sends when signed out)
+    is no credential, not a 401 that keeps the client from loading the schema;
   - a batch (a JSON array of requests) is refused with a message that says so, running none;
   - graphql-js 16.9's introspection query with every option (`oneOf` too: `__Type.isOneOf`)
     loads, as the issue asks of standard clients;
@@ -226,3 +228,22 @@ def test_a_money_literal_with_an_exponent_is_still_exact(tally, world):
                "{ duplicate } }" % (txid("exp"), world["customer"]["id"], spelled))
         assert_request_error(till.post(doc), 400, "Money cannot represent")
     assert snapshot(tally) == before
+
+
+def test_an_empty_authorization_header_is_no_credential(tally, world):
+    """Apollo Client's documented auth link sends `authorization: token ? "Bearer " + token :
+    ""`: signed out, the header is there but empty. That used to answer 401 to everything,
+    introspection included; it now counts as no credential (docs/API.md, GraphQL Auth)."""
+    def post(query, auth):
+        return tally.request("POST", "/graphql", json={"query": query},
+                             headers={"Authorization": auth})
+    data = assert_ok(post("{ __schema { queryType { name } } __typename }", ""))
+    assert data["__schema"]["queryType"]["name"] == "Query"
+    resp = post("{ me { id } }", "")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["data"] == {"me": None}
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["unauthorized"]
+    # A credential that is there but wrong is still refused before execution.
+    for auth in ("Bearer", "Bearer ", "Basic x", "Bearer nope"):
+        assert_request_error(post("{ __typename }", auth), 401)
