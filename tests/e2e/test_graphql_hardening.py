@@ -12,6 +12,8 @@ hardening): one test per defect found, each failing before its fix.
     number is in a variable or a REST body (it was refused in a literal only);
   - an empty `Authorization` header (what Apollo's documented auth link sends when signed out)
     is no credential, not a 401 that keeps the client from loading the schema;
+  - a refund key reused with another amount says so, at both doors (it said "This transaction
+    id was already used with different content", about a transaction id that was fine);
   - a batch (a JSON array of requests) is refused with a message that says so, running none;
   - graphql-js 16.9's introspection query with every option (`oneOf` too: `__Type.isOneOf`)
     loads, as the issue asks of standard clients;
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from gqlkit import GQL, assert_ok, assert_request_error
+from gqlkit import REFUND_MUTATION, GQL, assert_ok, assert_request_error
 from moneykit import (  # noqa: F401 (fixtures, registered by name)
     shop_fixture,
     snapshot,
@@ -247,3 +249,31 @@ def test_an_empty_authorization_header_is_no_credential(tally, world):
     # A credential that is there but wrong is still refused before execution.
     for auth in ("Bearer", "Bearer ", "Basic x", "Bearer nope"):
         assert_request_error(post("{ __typename }", auth), 401)
+
+
+def test_a_refund_key_reused_with_another_amount_names_the_refund_key(tally, world):
+    """docs/API.md: 409 idempotency_mismatch when "the refund key was used for this purchase
+    with a different amount". The message blamed the transaction id; both doors now name the
+    refund key, and nothing changes."""
+    till = GQL(tally, world["till"])
+    tid = txid("rk")
+    assert_ok(till.post(literal_purchase(f'"{tid}"', world["customer"]["id"], "10.00")))
+    first = assert_ok(till.post(REFUND_MUTATION, {"input": {"transactionId": tid,
+                                                            "amount": "1.00",
+                                                            "refundId": "rk-1"}}))
+    assert first["refund"]["duplicate"] is False
+    before = snapshot(tally)
+    resp = till.post(REFUND_MUTATION, {"input": {"transactionId": tid, "amount": "2.00",
+                                                 "refundId": "rk-1"}})
+    body = resp.json()
+    assert resp.status_code == 200 and body["data"] is None, body
+    [err] = body["errors"]
+    assert err["extensions"]["code"] == "idempotency_mismatch", err
+    assert "refund key" in err["message"] and "transaction id" not in err["message"], err
+    rest = tally.post("/api/purchase/refund", token=world["till"],
+                      json={"transactionId": tid, "amount": "2.00", "refundId": "rk-1"})
+    assert rest.status_code == 409, rest.text
+    assert rest.json()["error"]["code"] == "idempotency_mismatch"
+    assert rest.json()["error"]["field"] == "refundId"
+    assert "refund key" in rest.json()["error"]["message"]
+    assert snapshot(tally) == before
