@@ -506,7 +506,7 @@ static int coerce_variables(struct gql_exec *ex, json_t *given, json_t *errors)
     int bad = 0;
     for (const struct gql_variable_definition *d = ex->op->variables; d; d = d->next) {
         struct gql_tref buf[GQL_DEPTH_MAX + 2];
-        char tn[128], err[400], msg[700];
+        char tn[128], err[400], msg[1024];
         const struct gql_tref *t = var_tref(d->type, buf, GQL_DEPTH_MAX + 2);
         if (!t)
             continue; /* validation refused unknown types */
@@ -525,14 +525,25 @@ static int coerce_variables(struct gql_exec *ex, json_t *given, json_t *errors)
             }
             continue;
         }
-        json_t *c = gql_coerce_json(t, v, err, sizeof err);
+        char where[128];
+        json_t *culprit;
+        json_t *c = gql_coerce_json_at(t, v, err, sizeof err, where, sizeof where, &culprit);
         if (!c) {
-            if (json_is_null(v) && t->kind == GQL_TYPE_NON_NULL)
+            if (json_is_null(v) && t->kind == GQL_TYPE_NON_NULL) {
                 snprintf(msg, sizeof msg,
                          "Variable \"$%s\" of non-null type \"%s\" must not be null.", d->name,
                          gql_tref_print(t, tn, sizeof tn));
-            else
-                snprintf(msg, sizeof msg, "Variable \"$%s\" got invalid value; %s", d->name, err);
+            } else { /* as graphql-js: the value and where it is ("$i.amount"), then why */
+                char shown[GQL_VALUE_TEXT_MAX];
+                gql_json_print(culprit, shown, sizeof shown);
+                if (where[0])
+                    snprintf(msg, sizeof msg,
+                             "Variable \"$%s\" got invalid value %s at \"%s%s\"; %s", d->name,
+                             shown, d->name, where, err);
+                else
+                    snprintf(msg, sizeof msg, "Variable \"$%s\" got invalid value %s; %s", d->name,
+                             shown, err);
+            }
             json_array_append_new(errors, request_error(msg, &d->loc));
             bad++;
             continue;

@@ -115,7 +115,7 @@ char *gql_value_print(const struct gql_value *v, char *out, size_t cap)
     return out;
 }
 
-static char *json_print(json_t *v, char *out, size_t cap)
+char *gql_json_print(json_t *v, char *out, size_t cap)
 {
     char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
     str_copy(out, cap, s ? s : "?");
@@ -359,21 +359,52 @@ json_t *gql_coerce_literal(const struct gql_tref *t, const struct gql_value *v, 
 
 /* ---- JSON ---- */
 
-json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t cap)
+/* where: the path so far (at bytes of it), extended below an input field or list item; on
+ * failure it holds the path of *bad. */
+struct json_at {
+    char *where;
+    size_t cap;
+    json_t **bad;
+};
+
+static void at_mark(struct json_at *a, size_t at, json_t *v)
+{
+    if (at < a->cap)
+        a->where[at] = '\0';
+    *a->bad = v;
+}
+
+static size_t at_push(struct json_at *a, size_t at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static size_t at_push(struct json_at *a, size_t at, const char *fmt, ...)
+{
+    if (at >= a->cap)
+        return at;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(a->where + at, a->cap - at, fmt, ap);
+    va_end(ap);
+    return n < 0 ? a->cap : at + (size_t)n;
+}
+
+static json_t *coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t cap,
+                           struct json_at *a, size_t at)
 {
     char shown[GQL_VALUE_TEXT_MAX], tn[128];
     if (t->kind == GQL_TYPE_NON_NULL) {
-        if (!v || json_is_null(v))
+        if (!v || json_is_null(v)) {
+            at_mark(a, at, v);
             return fail(err, cap, "Expected non-nullable type \"%s\" not to be null.",
                         gql_tref_print(t, tn, sizeof tn));
-        return gql_coerce_json(t->of, v, err, cap);
+        }
+        return coerce_json(t->of, v, err, cap, a, at);
     }
     if (!v || json_is_null(v))
         return json_null();
     if (t->kind == GQL_TYPE_LIST) {
         json_t *arr = json_array();
         if (!json_is_array(v)) {
-            json_t *one = gql_coerce_json(t->of, v, err, cap);
+            json_t *one = coerce_json(t->of, v, err, cap, a, at);
             if (!one) {
                 json_decref(arr);
                 return NULL;
@@ -385,7 +416,7 @@ json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t c
         json_t *item;
         json_array_foreach(v, i, item)
         {
-            json_t *one = gql_coerce_json(t->of, item, err, cap);
+            json_t *one = coerce_json(t->of, item, err, cap, a, at_push(a, at, "[%zu]", i));
             if (!one) {
                 json_decref(arr);
                 return NULL;
@@ -395,16 +426,20 @@ json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t c
         return arr;
     }
     const struct gql_tdef *d = t->named;
-    json_print(v, shown, sizeof shown);
+    gql_json_print(v, shown, sizeof shown);
     if (d->kind == GQL_KIND_INPUT_OBJECT) {
-        if (!json_is_object(v))
+        if (!json_is_object(v)) {
+            at_mark(a, at, v);
             return fail(err, cap, "Expected type \"%s\" to be an object.", d->name);
+        }
         const char *key;
         json_t *x;
         json_object_foreach(v, key, x)
         {
-            if (!gql_ivalue_find(d->input_fields, d->n_input_fields, key))
+            if (!gql_ivalue_find(d->input_fields, d->n_input_fields, key)) {
+                at_mark(a, at, v);
                 return fail(err, cap, "Field \"%s\" is not defined by type \"%s\".", key, d->name);
+            }
         }
         json_t *obj = json_object();
         for (int i = 0; i < d->n_input_fields; i++) {
@@ -416,12 +451,13 @@ json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t c
                     json_object_set_new(obj, iv->name, dv);
                 else if (iv->type->kind == GQL_TYPE_NON_NULL) {
                     json_decref(obj);
+                    at_mark(a, at, v);
                     return fail(err, cap, "Field \"%s\" of required type \"%s\" was not provided.",
                                 iv->name, gql_tref_print(iv->type, tn, sizeof tn));
                 }
                 continue;
             }
-            json_t *c = gql_coerce_json(iv->type, fv, err, cap);
+            json_t *c = coerce_json(iv->type, fv, err, cap, a, at_push(a, at, ".%s", iv->name));
             if (!c) {
                 json_decref(obj);
                 return NULL;
@@ -450,7 +486,27 @@ json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t c
     } else if (json_is_boolean(v)) {
         k = IN_BOOL;
     }
-    return leaf(d, k, text, len, json_is_true(v), real, true, shown, err, cap);
+    json_t *x = leaf(d, k, text, len, json_is_true(v), real, true, shown, err, cap);
+    if (!x)
+        at_mark(a, at, v);
+    return x;
+}
+
+json_t *gql_coerce_json_at(const struct gql_tref *t, json_t *v, char *err, size_t cap, char *where,
+                           size_t where_cap, json_t **bad)
+{
+    struct json_at a = {where, where_cap, bad};
+    if (where_cap)
+        where[0] = '\0';
+    *bad = v;
+    return coerce_json(t, v, err, cap, &a, 0);
+}
+
+json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t cap)
+{
+    char where[1];
+    json_t *bad;
+    return gql_coerce_json_at(t, v, err, cap, where, 0, &bad);
 }
 
 json_t *gql_default_value(const struct gql_ivalue *iv)

@@ -14,6 +14,8 @@ hardening): one test per defect found, each failing before its fix.
     is no credential, not a 401 that keeps the client from loading the schema;
   - a refund key reused with another amount says so, at both doors (it said "This transaction
     id was already used with different content", about a transaction id that was fine);
+  - a variable refused deep inside an input says where, as graphql-js does
+    (`got invalid value "1.234" at "i.salePrice"`): a PurchaseInput has two Money fields;
   - a batch (a JSON array of requests) is refused with a message that says so, running none;
   - graphql-js 16.9's introspection query with every option (`oneOf` too: `__Type.isOneOf`)
     loads, as the issue asks of standard clients;
@@ -276,4 +278,28 @@ def test_a_refund_key_reused_with_another_amount_names_the_refund_key(tally, wor
     assert rest.json()["error"]["code"] == "idempotency_mismatch"
     assert rest.json()["error"]["field"] == "refundId"
     assert "refund key" in rest.json()["error"]["message"]
+    assert snapshot(tally) == before
+
+
+def test_an_invalid_variable_says_where_in_the_input(tally, world):
+    """A PurchaseInput has two Money fields and two ids: "Variable "$i" got invalid value;
+    Money cannot represent ..." did not say which. As graphql-js: the value, then the path."""
+    till = GQL(tally, world["till"])
+    mutation = "mutation($i: PurchaseInput!) { purchase(input: $i) { duplicate } }"
+    base = {"transactionId": txid("where"), "customerId": world["customer"]["id"]}
+    cases = [
+        ({**base, "salePrice": "1.234"},
+         'Variable "$i" got invalid value "1.234" at "i.salePrice"; Money cannot represent'),
+        ({**base, "quantity": 2.5},
+         'Variable "$i" got invalid value 2.5 at "i.quantity"; Int cannot represent'),
+        ({"customerId": "c"},
+         'Variable "$i" got invalid value {"customerId":"c"}; Field "transactionId" of required '
+         'type "String!" was not provided.'),
+        ("nope", 'Variable "$i" got invalid value "nope"; Expected type "PurchaseInput" to be an '
+                 "object."),
+    ]
+    before = snapshot(tally)
+    for inp, message in cases:
+        errors = assert_request_error(till.post(mutation, {"i": inp}), 400)
+        assert [e["message"][:len(message)] for e in errors] == [message], errors
     assert snapshot(tally) == before
