@@ -22,6 +22,7 @@
 #include "graphql/exec.h"
 #include "graphql/parse.h"
 #include "graphql/validate.h"
+#include "graphql/values.h"
 
 #define GQL_BODY_MAX GQL_DOCUMENT_BYTES_MAX /* 64 KiB: 413 beyond (the route's body cap) */
 #define REFERRALS_SCAN_MAX 1000             /* referrals reachable by paging */
@@ -46,7 +47,7 @@ static void gql_req_free(void *p)
 /* A request error: {"errors": [...]} with status, no data. */
 static int request_error(struct req *r, int status, const char *code, const char *msg)
 {
-    json_t *e = json_pack("{s:s}", "message", msg);
+    json_t *e = json_pack("{s:o}", "message", gql_message_json(msg));
     if (code)
         json_object_set_new(e, "extensions", json_pack("{s:s}", "code", code));
     return req_json(r, status, json_pack("{s:[o]}", "errors", e));
@@ -690,7 +691,7 @@ static int resume(struct req *r)
 
 static void add_error_location(json_t *errors, const struct gql_error *pe)
 {
-    json_t *e = json_pack("{s:s}", "message", pe->message);
+    json_t *e = json_pack("{s:o}", "message", gql_message_json(pe->message));
     if (pe->line)
         json_object_set_new(
             e, "locations",

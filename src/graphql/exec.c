@@ -72,7 +72,7 @@ static void field_error(struct gql_exec *ex, const struct gql_selection *node, c
                         const char *msg)
 {
     json_t *e = json_object();
-    json_object_set_new(e, "message", json_string(msg));
+    json_object_set_new(e, "message", gql_message_json(msg));
     json_object_set_new(
         e, "locations",
         json_pack("[{s:i, s:i}]", "line", (int)node->loc.line, "column", (int)node->loc.column));
@@ -417,7 +417,7 @@ static json_t *execute_fields(struct gql_exec *ex, const struct gql_tdef *type, 
 
 static json_t *request_error(const char *msg, const struct gql_location *loc)
 {
-    json_t *e = json_pack("{s:s}", "message", msg);
+    json_t *e = json_pack("{s:o}", "message", gql_message_json(msg));
     if (loc)
         json_object_set_new(
             e, "locations",

@@ -29,6 +29,39 @@ static json_t *fail(char *err, size_t cap, const char *fmt, ...)
 
 /* ---- printing ---- */
 
+json_t *gql_message_json(const char *msg)
+{
+    size_t n = strlen(msg), i = n, cont = 0;
+    while (i > 0 && cont < 3 && ((unsigned char)msg[i - 1] & 0xC0) == 0x80)
+        i--, cont++;
+    if (i > 0) { /* msg[i - 1] leads the last character: is all of it there? */
+        unsigned char c = (unsigned char)msg[i - 1];
+        size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        if (len > cont + 1)
+            n = i - 1;
+    }
+    json_t *j = json_stringn(msg, n);
+    if (j)
+        return j;
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return NULL;
+    for (size_t k = 0; k < n; k++)
+        copy[k] = (unsigned char)msg[k] >= 0x80 ? '?' : msg[k];
+    j = json_stringn(copy, n);
+    free(copy);
+    return j;
+}
+
+/* End out (cap > 4 bytes, full) with "...", on a character boundary. */
+static void ellipsis(char *out, size_t cap)
+{
+    size_t at = cap - 4;
+    while (at > 0 && ((unsigned char)out[at] & 0xC0) == 0x80)
+        at--;
+    memcpy(out + at, "...", 4);
+}
+
 struct out {
     char *p;
     size_t cap, at;
@@ -111,7 +144,7 @@ char *gql_value_print(const struct gql_value *v, char *out, size_t cap)
     out[0] = '\0';
     print_value(&o, v);
     if (o.at >= cap && cap > 4)
-        memcpy(out + cap - 4, "...", 4);
+        ellipsis(out, cap);
     return out;
 }
 
@@ -120,7 +153,7 @@ char *gql_json_print(json_t *v, char *out, size_t cap)
     char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
     str_copy(out, cap, s ? s : "?");
     if (s && strlen(s) >= cap && cap > 4)
-        memcpy(out + cap - 4, "...", 4);
+        ellipsis(out, cap);
     free(s);
     return out;
 }

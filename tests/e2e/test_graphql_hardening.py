@@ -16,6 +16,9 @@ hardening): one test per defect found, each failing before its fix.
     id was already used with different content", about a transaction id that was fine);
   - a variable refused deep inside an input says where, as graphql-js does
     (`got invalid value "1.234" at "i.salePrice"`): a PurchaseInput has two Money fields;
+  - an error quoting a long non-ASCII input is not lost: a message cut inside a multi-byte
+    character was invalid UTF-8, which jansson drops (`"errors": []`, or a field error without
+    a message);
   - a batch (a JSON array of requests) is refused with a message that says so, running none;
   - graphql-js 16.9's introspection query with every option (`oneOf` too: `__Type.isOneOf`)
     loads, as the issue asks of standard clients;
@@ -303,3 +306,27 @@ def test_an_invalid_variable_says_where_in_the_input(tally, world):
         errors = assert_request_error(till.post(mutation, {"i": inp}), 400)
         assert [e["message"][:len(message)] for e in errors] == [message], errors
     assert snapshot(tally) == before
+
+
+def test_errors_quoting_long_non_ascii_input_keep_their_message(tally, world):
+    """Messages quote the input, cut to a bound. Cut inside a multi-byte character, the
+    message was not UTF-8, jansson refused it, and the error vanished: 400 with "errors": [],
+    or a field error with no message. Each error must have a non-empty message."""
+    till = GQL(tally, world["till"])
+    mutation = "mutation($i: PurchaseInput!) { purchase(input: $i) { duplicate } }"
+    base = {"transactionId": txid("utf8"), "customerId": world["customer"]["id"]}
+    for pad in ("", "x", "xx"):  # every cut position inside a 2- or 3-byte character
+        for ch in ("é", "€", "😀"):
+            long = pad + ch * 200
+            requests_ = [
+                till.post(mutation, {"i": {**base, "amount": long}}),  # variable quote
+                till.post('{ leaderboard(limit: "%s") { rank } }' % long),  # literal quote
+                till.post("{ __typename }", operation_name=long),  # unknown operation
+                till.post('{ customer(id: "%s") { id } }' % long[:45]),  # field error
+                till.post("{ f(a: 1 %s) }" % ('"%s"' % long)),  # syntax error quoting a token
+            ]
+            for resp in requests_:
+                body = resp.json()
+                assert body.get("errors"), (resp.status_code, resp.text)
+                for err in body["errors"]:
+                    assert isinstance(err.get("message"), str) and err["message"], body
