@@ -549,6 +549,14 @@ static int prep_refund(struct req *r, json_t *input, struct gql_req *g)
     return refund_prepare(r, false, &g->w);
 }
 
+/* The item id checked as POST /api/redemptions checks it. */
+static int prep_redeem(struct req *r, json_t *args, struct gql_req *g)
+{
+    const char *item;
+    int e = api_id_field(r, "itemId", true, &item);
+    return e ? e : redeem_prepare(r, item, &g->w);
+}
+
 static int resolve_mutation(struct gql_rctx *c, struct gql_req *g, json_t **out)
 {
     struct req *r = g->r;
@@ -568,12 +576,7 @@ static int resolve_mutation(struct gql_rctx *c, struct gql_req *g, json_t **out)
         } else if (strcmp(f, "redeem") == 0) {
             if ((e = need_user(c, r)))
                 return e;
-            const char *item = json_string_value(json_object_get(c->args, "itemId"));
-            if (!item || !item[0] || strlen(item) > ID_LEN)
-                return gql_fail(c, err_code(TE_ITEM_NOT_FOUND), "%s",
-                                err_message(TE_ITEM_NOT_FOUND));
-            r->err_msg[0] = '\0';
-            e = redeem_prepare(r, item, &g->w);
+            e = with_body(r, c->args, g, prep_redeem);
         } else {
             return GQL_DEFAULT;
         }

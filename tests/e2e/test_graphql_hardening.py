@@ -19,6 +19,8 @@ hardening): one test per defect found, each failing before its fix.
   - an error quoting a long non-ASCII input is not lost: a message cut inside a multi-byte
     character was invalid UTF-8, which jansson drops (`"errors": []`, or a field error without
     a message);
+  - `redeem(itemId:)` with an id that is not an id string answers what REST answers
+    (validation_error), not item_not_found;
   - a batch (a JSON array of requests) is refused with a message that says so, running none;
   - graphql-js 16.9's introspection query with every option (`oneOf` too: `__Type.isOneOf`)
     loads, as the issue asks of standard clients;
@@ -330,3 +332,29 @@ def test_errors_quoting_long_non_ascii_input_keep_their_message(tally, world):
                 assert body.get("errors"), (resp.status_code, resp.text)
                 for err in body["errors"]:
                     assert isinstance(err.get("message"), str) and err["message"], body
+
+
+def test_redeem_refuses_a_malformed_item_id_as_rest_does(tally, world):
+    """POST /api/redemptions answers 400 validation_error "itemId must be an id string" for ""
+    or an id over 36 bytes; the redeem mutation answered item_not_found, a different rule at
+    the second door. Nothing is spent either way."""
+    user = world["customer"]
+    me = GQL(tally, user["token"])
+    mutation = "mutation($i: ID!) { redeem(itemId: $i) { redemptionId } }"
+    before = snapshot(tally)
+    for item in ("", "x" * 37):
+        rest = tally.post("/api/redemptions", token=user["token"], json={"itemId": item})
+        assert rest.status_code == 400, rest.text
+        assert rest.json()["error"]["code"] == "validation_error"
+        resp = me.post(mutation, {"i": item})
+        body = resp.json()
+        assert resp.status_code == 200 and body["data"] is None, body
+        [err] = body["errors"]
+        assert err["extensions"]["code"] == "validation_error", err
+        assert err["message"] == rest.json()["error"]["message"], (err, rest.text)
+    # A well-formed id that names nothing is item_not_found at both doors.
+    rest = tally.post("/api/redemptions", token=user["token"], json={"itemId": "nope"})
+    assert rest.status_code == 404 and rest.json()["error"]["code"] == "item_not_found"
+    body = me.post(mutation, {"i": "nope"}).json()
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["item_not_found"], body
+    assert snapshot(tally) == before
