@@ -665,8 +665,14 @@ static int resolve(void *arg, struct gql_rctx *c, json_t **out)
         *out = wallet_json(app, json_string_value(json_object_get(c->parent, "id")), &e);
         return *out ? 0 : store_fail(c, r, e);
     }
-    if (strcmp(t, "Customer") == 0 && strcmp(f, "ledger") == 0)
+    if (strcmp(t, "Customer") == 0 && strcmp(f, "ledger") == 0) {
+        /* A till shows the customer's balances; their ledger names other retailers' purchases
+         * and the people they earned from, so a retailer-bound key may not page through it. */
+        if (r->who.is_key && r->who.key.retailer_id[0])
+            return gql_fail(c, err_code(TE_FORBIDDEN),
+                            "A retailer's key may read a customer's wallet, not their ledger");
         return resolve_ledger(c, r, out);
+    }
     if (strcmp(t, "Purchase") == 0 && strcmp(f, "customer") == 0) {
         e = resolve_customer(c, r, json_string_value(json_object_get(c->parent, "customerId")),
                              out);

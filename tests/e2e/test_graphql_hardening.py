@@ -22,6 +22,8 @@ hardening): one test per defect found, each failing before its fix.
   - `redeem(itemId:)` with an id that is not an id string answers what REST answers
     (validation_error), not item_not_found;
   - a batch (a JSON array of requests) is refused with a message that says so, running none;
+  - a retailer's till key reads a customer's wallet but not their ledger (which names other
+    retailers' purchases and the users they earned from);
   - graphql-js 16.9's introspection query with every option (`oneOf` too: `__Type.isOneOf`)
     loads, as the issue asks of standard clients;
 
@@ -358,3 +360,25 @@ def test_redeem_refuses_a_malformed_item_id_as_rest_does(tally, world):
     body = me.post(mutation, {"i": "nope"}).json()
     assert [e["extensions"]["code"] for e in body["errors"]] == ["item_not_found"], body
     assert snapshot(tally) == before
+
+
+def test_a_till_key_reads_a_customers_wallet_but_not_their_ledger(tally, shop, world):
+    """A till shows the customer's balance; their ledger (other retailers' purchases, whom they
+    earned from) is for the customer, the back office and the app, not for every shop."""
+    cid = world["customer"]["id"]
+    q = "query($id: ID!) { customer(id: $id) { wallet { points } ledger { edges { node { id } } } } }"
+    till = GQL(tally, world["till"])
+    resp = till.post(q, {"id": cid})
+    body = resp.json()
+    assert resp.status_code == 200, resp.text
+    assert body["data"]["customer"] is None or body["data"]["customer"].get("ledger") is None
+    errs = body["errors"]
+    assert len(errs) == 1 and errs[0]["path"] == ["customer", "ledger"]
+    assert errs[0]["extensions"]["code"] == "forbidden"
+    assert "ledger" in errs[0]["message"]
+    wallet_only = assert_ok(till.post("query($id: ID!) { customer(id: $id) { wallet { points } } }",
+                                      {"id": cid}))
+    assert isinstance(wallet_only["customer"]["wallet"]["points"], int)
+    # an admin key (not bound to a retailer) still pages the ledger
+    admin = assert_ok(GQL(tally, shop.admin).post(q, {"id": cid}))
+    assert isinstance(admin["customer"]["ledger"]["edges"], list)
