@@ -22,6 +22,7 @@
 #include "graphql/exec.h"
 #include "graphql/parse.h"
 #include "graphql/validate.h"
+#include "graphql/values.h"
 
 #define GQL_BODY_MAX GQL_DOCUMENT_BYTES_MAX /* 64 KiB: 413 beyond (the route's body cap) */
 #define REFERRALS_SCAN_MAX 1000             /* referrals reachable by paging */
@@ -46,7 +47,7 @@ static void gql_req_free(void *p)
 /* A request error: {"errors": [...]} with status, no data. */
 static int request_error(struct req *r, int status, const char *code, const char *msg)
 {
-    json_t *e = json_pack("{s:s}", "message", msg);
+    json_t *e = json_pack("{s:o}", "message", gql_message_json(msg));
     if (code)
         json_object_set_new(e, "extensions", json_pack("{s:s}", "code", code));
     return req_json(r, status, json_pack("{s:[o]}", "errors", e));
@@ -364,9 +365,11 @@ static int resolve_referrals(struct gql_rctx *c, struct req *r, json_t **out)
     json_t *after = json_object_get(c->args, "after");
     long long skip = 0;
     if (json_is_string(after)) {
+        const char *cursor = json_string_value(after);
         char *end;
-        long long v = strtoll(json_string_value(after), &end, 10);
-        if (*end || v < 0 || v >= REFERRALS_SCAN_MAX)
+        long long v = strtoll(cursor, &end, 10);
+        /* Our cursors are plain digits: "" (no digits) is not cursor "0". */
+        if (cursor[0] < '0' || cursor[0] > '9' || *end || v < 0 || v >= REFERRALS_SCAN_MAX)
             return gql_fail(c, err_code(TE_VALIDATION), "after is not a cursor of this list");
         skip = v + 1;
     }
@@ -546,6 +549,14 @@ static int prep_refund(struct req *r, json_t *input, struct gql_req *g)
     return refund_prepare(r, false, &g->w);
 }
 
+/* The item id checked as POST /api/redemptions checks it. */
+static int prep_redeem(struct req *r, json_t *args, struct gql_req *g)
+{
+    const char *item;
+    int e = api_id_field(r, "itemId", true, &item);
+    return e ? e : redeem_prepare(r, item, &g->w);
+}
+
 static int resolve_mutation(struct gql_rctx *c, struct gql_req *g, json_t **out)
 {
     struct req *r = g->r;
@@ -565,12 +576,7 @@ static int resolve_mutation(struct gql_rctx *c, struct gql_req *g, json_t **out)
         } else if (strcmp(f, "redeem") == 0) {
             if ((e = need_user(c, r)))
                 return e;
-            const char *item = json_string_value(json_object_get(c->args, "itemId"));
-            if (!item || !item[0] || strlen(item) > ID_LEN)
-                return gql_fail(c, err_code(TE_ITEM_NOT_FOUND), "%s",
-                                err_message(TE_ITEM_NOT_FOUND));
-            r->err_msg[0] = '\0';
-            e = redeem_prepare(r, item, &g->w);
+            e = with_body(r, c->args, g, prep_redeem);
         } else {
             return GQL_DEFAULT;
         }
@@ -659,8 +665,14 @@ static int resolve(void *arg, struct gql_rctx *c, json_t **out)
         *out = wallet_json(app, json_string_value(json_object_get(c->parent, "id")), &e);
         return *out ? 0 : store_fail(c, r, e);
     }
-    if (strcmp(t, "Customer") == 0 && strcmp(f, "ledger") == 0)
+    if (strcmp(t, "Customer") == 0 && strcmp(f, "ledger") == 0) {
+        /* A till shows the customer's balances; their ledger names other retailers' purchases
+         * and the people they earned from, so a retailer-bound key may not page through it. */
+        if (r->who.is_key && r->who.key.retailer_id[0])
+            return gql_fail(c, err_code(TE_FORBIDDEN),
+                            "A retailer's key may read a customer's wallet, not their ledger");
         return resolve_ledger(c, r, out);
+    }
     if (strcmp(t, "Purchase") == 0 && strcmp(f, "customer") == 0) {
         e = resolve_customer(c, r, json_string_value(json_object_get(c->parent, "customerId")),
                              out);
@@ -688,7 +700,7 @@ static int resume(struct req *r)
 
 static void add_error_location(json_t *errors, const struct gql_error *pe)
 {
-    json_t *e = json_pack("{s:s}", "message", pe->message);
+    json_t *e = json_pack("{s:o}", "message", gql_message_json(pe->message));
     if (pe->line)
         json_object_set_new(
             e, "locations",
@@ -700,7 +712,10 @@ static void add_error_location(json_t *errors, const struct gql_error *pe)
 static int run(struct req *r, struct gql_req *g, const char *query, size_t query_len,
                json_t *variables, const char *operation_name, bool is_get)
 {
-    if (req_header(r, "Authorization")) {
+    /* An empty header is no credential: Apollo's documented auth link sends
+     * `authorization: ""` when signed out, and must still load the schema. */
+    const char *auth = req_header(r, "Authorization");
+    if (auth && auth[strspn(auth, " \t")]) {
         int e = api_authenticate(r, AUTH_USER | AUTH_ANY_KEY | AUTH_ADMIN_USER);
         if (e)
             return request_error(r, err_status(e), err_code(e),
@@ -753,6 +768,10 @@ int api_graphql_post(struct req *r)
         snprintf(msg, sizeof msg, "The body is not valid JSON: %s", body ? jerr.text : "empty");
         return request_error(r, 400, err_code(TE_INVALID_JSON), msg);
     }
+    if (json_is_array(g->body)) /* Apollo's BatchHttpLink and the like: say so plainly */
+        return request_error(r, 400, err_code(TE_VALIDATION),
+                             "Batched requests (a JSON array) are not supported: send one "
+                             "{\"query\", \"variables\", \"operationName\"} object per POST.");
     if (!json_is_object(g->body))
         return request_error(r, 400, err_code(TE_VALIDATION),
                              "The body must be a JSON object {\"query\", \"variables\", "

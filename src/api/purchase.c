@@ -296,6 +296,9 @@ int refund_settle(struct req *r, struct store_write *w)
     if (w->rc == TE_PURCHASE_NOT_FOUND)
         return req_fail(r, w->rc, "transactionId",
                         "No purchase with this transactionId for this retailer");
+    if (w->rc == TE_IDEMPOTENCY_MISMATCH) /* the generic text speaks of the transaction id */
+        return req_fail(r, w->rc, "refundId",
+                        "This refund key was already used for this purchase with another amount");
     return w->rc;
 }
 

@@ -72,7 +72,7 @@ static void field_error(struct gql_exec *ex, const struct gql_selection *node, c
                         const char *msg)
 {
     json_t *e = json_object();
-    json_object_set_new(e, "message", json_string(msg));
+    json_object_set_new(e, "message", gql_message_json(msg));
     json_object_set_new(
         e, "locations",
         json_pack("[{s:i, s:i}]", "line", (int)node->loc.line, "column", (int)node->loc.column));
@@ -368,6 +368,7 @@ static json_t *execute_field(struct gql_exec *ex, const struct gql_tdef *type, j
     c.args = coerce_args(ex, f, node, c.message, sizeof c.message);
     int rc;
     if (!c.args) {
+        c.code = "validation_error"; /* every field error has a code, as the REST errors do */
         rc = -1;
     } else if (type->name[0] == '_' || f->name[0] == '_') {
         rc = gql_introspect_resolve(&c, &raw);
@@ -416,12 +417,69 @@ static json_t *execute_fields(struct gql_exec *ex, const struct gql_tdef *type, 
 
 static json_t *request_error(const char *msg, const struct gql_location *loc)
 {
-    json_t *e = json_pack("{s:s}", "message", msg);
+    json_t *e = json_pack("{s:o}", "message", gql_message_json(msg));
     if (loc)
         json_object_set_new(
             e, "locations",
             json_pack("[{s:i, s:i}]", "line", (int)loc->line, "column", (int)loc->column));
     return e;
+}
+
+/* @skip and @include take `if: Boolean!`, but a variable there may still be null at run time
+ * (a nullable variable with a default, sent as null: validation allows it there). Reading that
+ * as false would run a field the client may have asked to skip, a mutation included;
+ * graphql-js refuses the operation instead, and so do we, before any field runs (graphql-js
+ * notices a nested one only when it gets there: we are stricter, so that nothing is written).
+ * Returns the offending value (a variable), or NULL. visited: fragments already walked. */
+static const struct gql_value *null_if(struct gql_exec *ex, const struct gql_selection *s,
+                                       const char **visited, size_t *n_visited, size_t cap)
+{
+    for (; s; s = s->next) {
+        for (const struct gql_directive *d = s->directives; d; d = d->next) {
+            if (strcmp(d->name, "skip") != 0 && strcmp(d->name, "include") != 0)
+                continue;
+            for (const struct gql_argument *a = d->arguments; a; a = a->next) {
+                json_t *v = a->value->kind == GQL_VALUE_VARIABLE
+                                ? json_object_get(ex->vars, a->value->text)
+                                : NULL;
+                if (strcmp(a->name, "if") == 0 && a->value->kind == GQL_VALUE_VARIABLE &&
+                    (!v || json_is_null(v)))
+                    return a->value;
+            }
+        }
+        if (!included(ex, s->directives))
+            continue; /* skipped: what it holds is never looked at */
+        const struct gql_selection *sub = s->selection_set;
+        if (s->kind == GQL_SELECTION_FRAGMENT_SPREAD) {
+            bool seen = false;
+            for (size_t i = 0; i < *n_visited && !seen; i++)
+                seen = strcmp(visited[i], s->name) == 0;
+            if (seen || *n_visited >= cap)
+                continue;
+            visited[(*n_visited)++] = s->name;
+            const struct gql_definition *f = fragment_find(ex->doc, s->name);
+            sub = f ? f->selection_set : NULL;
+        }
+        const struct gql_value *bad = null_if(ex, sub, visited, n_visited, cap);
+        if (bad)
+            return bad;
+    }
+    return NULL;
+}
+
+/* The error for null_if's value, as graphql-js words it; NULL when there is none. */
+static json_t *null_if_error(struct gql_exec *ex)
+{
+    size_t cap = ex->doc->definition_count, n = 0;
+    const char **visited = calloc(cap ? cap : 1, sizeof *visited);
+    if (!visited)
+        return request_error("Out of memory.", NULL);
+    const struct gql_value *bad = null_if(ex, ex->op->selection_set, visited, &n, cap);
+    free(visited);
+    if (!bad)
+        return NULL;
+    return request_error("Argument \"if\" of non-null type \"Boolean!\" must not be null.",
+                         &bad->loc);
 }
 
 static const struct gql_tref *var_tref(const struct gql_type *t, struct gql_tref *buf, int n)
@@ -448,7 +506,7 @@ static int coerce_variables(struct gql_exec *ex, json_t *given, json_t *errors)
     int bad = 0;
     for (const struct gql_variable_definition *d = ex->op->variables; d; d = d->next) {
         struct gql_tref buf[GQL_DEPTH_MAX + 2];
-        char tn[128], err[400], msg[700];
+        char tn[128], err[400], msg[1024];
         const struct gql_tref *t = var_tref(d->type, buf, GQL_DEPTH_MAX + 2);
         if (!t)
             continue; /* validation refused unknown types */
@@ -467,14 +525,25 @@ static int coerce_variables(struct gql_exec *ex, json_t *given, json_t *errors)
             }
             continue;
         }
-        json_t *c = gql_coerce_json(t, v, err, sizeof err);
+        char where[128];
+        json_t *culprit;
+        json_t *c = gql_coerce_json_at(t, v, err, sizeof err, where, sizeof where, &culprit);
         if (!c) {
-            if (json_is_null(v) && t->kind == GQL_TYPE_NON_NULL)
+            if (json_is_null(v) && t->kind == GQL_TYPE_NON_NULL) {
                 snprintf(msg, sizeof msg,
                          "Variable \"$%s\" of non-null type \"%s\" must not be null.", d->name,
                          gql_tref_print(t, tn, sizeof tn));
-            else
-                snprintf(msg, sizeof msg, "Variable \"$%s\" got invalid value; %s", d->name, err);
+            } else { /* as graphql-js: the value and where it is ("$i.amount"), then why */
+                char shown[GQL_VALUE_TEXT_MAX];
+                gql_json_print(culprit, shown, sizeof shown);
+                if (where[0])
+                    snprintf(msg, sizeof msg,
+                             "Variable \"$%s\" got invalid value %s at \"%s%s\"; %s", d->name,
+                             shown, d->name, where, err);
+                else
+                    snprintf(msg, sizeof msg, "Variable \"$%s\" got invalid value %s; %s", d->name,
+                             shown, err);
+            }
             json_array_append_new(errors, request_error(msg, &d->loc));
             bad++;
             continue;
@@ -544,6 +613,13 @@ int gql_exec_run(struct gql_exec *ex)
     const struct gql_tdef *root =
         ex->op->operation == GQL_OPERATION_MUTATION ? gql_mutation_type : gql_query_type;
     if (!ex->collected) {
+        json_t *e = null_if_error(ex);
+        if (e) { /* as graphql-js: an error, data null, no field run */
+            json_array_append_new(ex->errors, e);
+            ex->data_null = true;
+            ex->collected = true;
+            return 0;
+        }
         const struct gql_selection *set = ex->op->selection_set;
         collect_fields(ex, root, &set, 1, &ex->root);
         ex->collected = true;

@@ -1,8 +1,8 @@
 /* Introspection (spec section 4): __schema, __type(name:) and the fields of the __ types,
  * resolved from the generated schema tables. A __Type value is a JSON object carrying its
- * scalar members (kind, name, description, specifiedByURL, ofType, interfaces, possibleTypes);
- * fields, enumValues and inputFields are resolved on demand from the type's name, so a type
- * graph with cycles (a field whose type is the type itself) is never built eagerly. */
+ * scalar members (kind, name, description, specifiedByURL, ofType, interfaces, possibleTypes,
+ * isOneOf); fields, enumValues and inputFields are resolved on demand from the type's name, so
+ * a type graph with cycles (a field whose type is the type itself) is never built eagerly. */
 #include <string.h>
 
 #include "graphql/exec.h"
@@ -29,6 +29,8 @@ static json_t *type_json(const struct gql_tdef *t)
                                                                                     : json_null());
     json_object_set_new(o, "possibleTypes", json_null());
     json_object_set_new(o, "ofType", json_null());
+    json_object_set_new(o, "isOneOf",
+                        t->kind == GQL_KIND_INPUT_OBJECT ? json_false() : json_null());
     return o;
 }
 
@@ -44,6 +46,7 @@ static json_t *tref_json(const struct gql_tref *t)
     json_object_set_new(o, "interfaces", json_null());
     json_object_set_new(o, "possibleTypes", json_null());
     json_object_set_new(o, "ofType", tref_json(t->of));
+    json_object_set_new(o, "isOneOf", json_null());
     return o;
 }
 

@@ -4,7 +4,7 @@
 
 extern const struct gql_fdef gql_meta_fields[];
 
-const char gql_schema_sdl_sha256[] = "a31f488b45bd99ae77888ef0ae8a73c0badaa477f25c05a351f47d1ccdb091ad";
+const char gql_schema_sdl_sha256[] = "fa63ed2aa5cbb08894f3717d3164c30b61484a70fec90e713b23dc6fdb06905c";
 
 extern const struct gql_tdef gql_types[];
 static const struct gql_ivalue args_3_1[] = {
@@ -256,6 +256,7 @@ static const struct gql_fdef fields_35[] = {
     {"enumValues", NULL, &(const struct gql_tref){GQL_TYPE_LIST, &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[39]}, NULL}, NULL}, args_35_7, 1, NULL},
     {"inputFields", NULL, &(const struct gql_tref){GQL_TYPE_LIST, &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[38]}, NULL}, NULL}, args_35_8, 1, NULL},
     {"ofType", NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[35]}, NULL, 0, NULL},
+    {"isOneOf", NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[32]}, NULL, 0, NULL},
 };
 static const struct gql_evdef values_36[] = {
     {"SCALAR", "Indicates this type is a scalar.", NULL},
@@ -360,7 +361,7 @@ const struct gql_tdef gql_types[] = {
     {GQL_KIND_SCALAR, "Boolean", "The `Boolean` scalar type represents `true` or `false`.", NULL, NULL, 0, NULL, 0, NULL, 0},
     {GQL_KIND_SCALAR, "ID", "The `ID` scalar type represents a unique identifier, often used to refetch an object or as key for a cache. The ID type appears in a JSON response as a String; however, it is not intended to be human-readable. When expected as an input type, any string (such as `\"4\"`) or integer (such as `4`) input value will be accepted as an ID.", NULL, NULL, 0, NULL, 0, NULL, 0},
     {GQL_KIND_OBJECT, "__Schema", "A GraphQL Schema defines the capabilities of a GraphQL server. It exposes all available types and directives on the server, as well as the entry points for query, mutation, and subscription operations.", NULL, fields_34, 6, NULL, 0, NULL, 0},
-    {GQL_KIND_OBJECT, "__Type", "The fundamental unit of any GraphQL Schema is the type. There are many kinds of types in GraphQL as represented by the `__TypeKind` enum.\n\nDepending on the kind of a type, certain fields describe information about that type. Scalar types provide no information beyond a name, description and optional `specifiedByURL`, while Enum types provide their values. Object and Interface types provide the fields they describe. Abstract types, Union and Interface, provide the Object types possible at runtime. List and NonNull types compose other types.", NULL, fields_35, 10, NULL, 0, NULL, 0},
+    {GQL_KIND_OBJECT, "__Type", "The fundamental unit of any GraphQL Schema is the type. There are many kinds of types in GraphQL as represented by the `__TypeKind` enum.\n\nDepending on the kind of a type, certain fields describe information about that type. Scalar types provide no information beyond a name, description and optional `specifiedByURL`, while Enum types provide their values. Object and Interface types provide the fields they describe. Abstract types, Union and Interface, provide the Object types possible at runtime. List and NonNull types compose other types.", NULL, fields_35, 11, NULL, 0, NULL, 0},
     {GQL_KIND_ENUM, "__TypeKind", "An enum describing what kind of type a given `__Type` is.", NULL, NULL, 0, NULL, 0, values_36, 8},
     {GQL_KIND_OBJECT, "__Field", "Object and Interface types are described by a list of Fields, each of which has a name, potentially a list of arguments, and a return type.", NULL, fields_37, 6, NULL, 0, NULL, 0},
     {GQL_KIND_OBJECT, "__InputValue", "Arguments provided to Fields or Directives and the input fields of an InputObject are represented as Input Values which describe their type and optionally a default value.", NULL, fields_38, 6, NULL, 0, NULL, 0},

@@ -50,7 +50,7 @@ static void verr(struct vctx *v, struct gql_location a, struct gql_location b, c
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    json_t *e = json_pack("{s:s}", "message", msg);
+    json_t *e = json_pack("{s:o}", "message", gql_message_json(msg));
     if (a.line) {
         json_t *locs = json_array();
         json_array_append_new(locs, loc_json(a));

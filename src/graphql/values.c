@@ -29,6 +29,39 @@ static json_t *fail(char *err, size_t cap, const char *fmt, ...)
 
 /* ---- printing ---- */
 
+json_t *gql_message_json(const char *msg)
+{
+    size_t n = strlen(msg), i = n, cont = 0;
+    while (i > 0 && cont < 3 && ((unsigned char)msg[i - 1] & 0xC0) == 0x80)
+        i--, cont++;
+    if (i > 0) { /* msg[i - 1] leads the last character: is all of it there? */
+        unsigned char c = (unsigned char)msg[i - 1];
+        size_t len = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        if (len > cont + 1)
+            n = i - 1;
+    }
+    json_t *j = json_stringn(msg, n);
+    if (j)
+        return j;
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return NULL;
+    for (size_t k = 0; k < n; k++)
+        copy[k] = (unsigned char)msg[k] >= 0x80 ? '?' : msg[k];
+    j = json_stringn(copy, n);
+    free(copy);
+    return j;
+}
+
+/* End out (cap > 4 bytes, full) with "...", on a character boundary. */
+static void ellipsis(char *out, size_t cap)
+{
+    size_t at = cap - 4;
+    while (at > 0 && ((unsigned char)out[at] & 0xC0) == 0x80)
+        at--;
+    memcpy(out + at, "...", 4);
+}
+
 struct out {
     char *p;
     size_t cap, at;
@@ -111,16 +144,16 @@ char *gql_value_print(const struct gql_value *v, char *out, size_t cap)
     out[0] = '\0';
     print_value(&o, v);
     if (o.at >= cap && cap > 4)
-        memcpy(out + cap - 4, "...", 4);
+        ellipsis(out, cap);
     return out;
 }
 
-static char *json_print(json_t *v, char *out, size_t cap)
+char *gql_json_print(json_t *v, char *out, size_t cap)
 {
     char *s = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
     str_copy(out, cap, s ? s : "?");
     if (s && strlen(s) >= cap && cap > 4)
-        memcpy(out + cap - 4, "...", 4);
+        ellipsis(out, cap);
     free(s);
     return out;
 }
@@ -166,6 +199,11 @@ static json_t *leaf(const struct gql_tdef *t, enum leaf_in k, const char *text, 
                     double real, bool from_json, const char *shown, char *err, size_t cap)
 {
     const char *n = t->name;
+    /* A string literal may spell U+0000 ("\u0000"); the API reads C strings, which would stop
+     * there (a transaction id "t1\u0000x" would be "t1"). JSON variables cannot carry it
+     * (jansson refuses it), nor can REST bodies: refuse it here too. */
+    if (k == IN_STRING && memchr(text, '\0', len))
+        return fail(err, cap, "%s cannot represent a string containing U+0000: %s", n, shown);
     if (t->kind == GQL_KIND_ENUM) {
         bool named = from_json ? k == IN_STRING : k == IN_ENUM;
         if (!named)
@@ -219,10 +257,14 @@ static json_t *leaf(const struct gql_tdef *t, enum leaf_in k, const char *text, 
             return json_stringn(text, len);
         if ((k == IN_INT || k == IN_FLOAT) && text && money_text_ok(text))
             return k == IN_INT ? json_integer(strtoll(text, NULL, 10)) : json_string(text);
-        int64_t c;
-        if (k == IN_FLOAT && !text &&
-            money_from_json_real(real, MONEY_TYPE_MAX_CENTS, &c) == MONEY_OK && c > 0)
-            return json_real(real);
+        /* A JSON number, or a literal with an exponent (1e2, 1.5e1, which money_parse does
+         * not read): as a double, exactly as the REST door reads the same JSON number. */
+        if (k == IN_FLOAT && (!text || strpbrk(text, "eE"))) {
+            int64_t c;
+            double x = text ? strtod(text, NULL) : real;
+            if (money_from_json_real(x, MONEY_TYPE_MAX_CENTS, &c) == MONEY_OK && c > 0)
+                return json_real(x);
+        }
         return fail(err, cap,
                     "Money cannot represent %s: a positive amount with at most two decimals, "
                     "such as \"12.34\"",
@@ -350,21 +392,52 @@ json_t *gql_coerce_literal(const struct gql_tref *t, const struct gql_value *v, 
 
 /* ---- JSON ---- */
 
-json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t cap)
+/* where: the path so far (at bytes of it), extended below an input field or list item; on
+ * failure it holds the path of *bad. */
+struct json_at {
+    char *where;
+    size_t cap;
+    json_t **bad;
+};
+
+static void at_mark(struct json_at *a, size_t at, json_t *v)
+{
+    if (at < a->cap)
+        a->where[at] = '\0';
+    *a->bad = v;
+}
+
+static size_t at_push(struct json_at *a, size_t at, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static size_t at_push(struct json_at *a, size_t at, const char *fmt, ...)
+{
+    if (at >= a->cap)
+        return at;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(a->where + at, a->cap - at, fmt, ap);
+    va_end(ap);
+    return n < 0 ? a->cap : at + (size_t)n;
+}
+
+static json_t *coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t cap,
+                           struct json_at *a, size_t at)
 {
     char shown[GQL_VALUE_TEXT_MAX], tn[128];
     if (t->kind == GQL_TYPE_NON_NULL) {
-        if (!v || json_is_null(v))
+        if (!v || json_is_null(v)) {
+            at_mark(a, at, v);
             return fail(err, cap, "Expected non-nullable type \"%s\" not to be null.",
                         gql_tref_print(t, tn, sizeof tn));
-        return gql_coerce_json(t->of, v, err, cap);
+        }
+        return coerce_json(t->of, v, err, cap, a, at);
     }
     if (!v || json_is_null(v))
         return json_null();
     if (t->kind == GQL_TYPE_LIST) {
         json_t *arr = json_array();
         if (!json_is_array(v)) {
-            json_t *one = gql_coerce_json(t->of, v, err, cap);
+            json_t *one = coerce_json(t->of, v, err, cap, a, at);
             if (!one) {
                 json_decref(arr);
                 return NULL;
@@ -376,7 +449,7 @@ json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t c
         json_t *item;
         json_array_foreach(v, i, item)
         {
-            json_t *one = gql_coerce_json(t->of, item, err, cap);
+            json_t *one = coerce_json(t->of, item, err, cap, a, at_push(a, at, "[%zu]", i));
             if (!one) {
                 json_decref(arr);
                 return NULL;
@@ -386,16 +459,20 @@ json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t c
         return arr;
     }
     const struct gql_tdef *d = t->named;
-    json_print(v, shown, sizeof shown);
+    gql_json_print(v, shown, sizeof shown);
     if (d->kind == GQL_KIND_INPUT_OBJECT) {
-        if (!json_is_object(v))
+        if (!json_is_object(v)) {
+            at_mark(a, at, v);
             return fail(err, cap, "Expected type \"%s\" to be an object.", d->name);
+        }
         const char *key;
         json_t *x;
         json_object_foreach(v, key, x)
         {
-            if (!gql_ivalue_find(d->input_fields, d->n_input_fields, key))
+            if (!gql_ivalue_find(d->input_fields, d->n_input_fields, key)) {
+                at_mark(a, at, v);
                 return fail(err, cap, "Field \"%s\" is not defined by type \"%s\".", key, d->name);
+            }
         }
         json_t *obj = json_object();
         for (int i = 0; i < d->n_input_fields; i++) {
@@ -407,12 +484,13 @@ json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t c
                     json_object_set_new(obj, iv->name, dv);
                 else if (iv->type->kind == GQL_TYPE_NON_NULL) {
                     json_decref(obj);
+                    at_mark(a, at, v);
                     return fail(err, cap, "Field \"%s\" of required type \"%s\" was not provided.",
                                 iv->name, gql_tref_print(iv->type, tn, sizeof tn));
                 }
                 continue;
             }
-            json_t *c = gql_coerce_json(iv->type, fv, err, cap);
+            json_t *c = coerce_json(iv->type, fv, err, cap, a, at_push(a, at, ".%s", iv->name));
             if (!c) {
                 json_decref(obj);
                 return NULL;
@@ -441,7 +519,27 @@ json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t c
     } else if (json_is_boolean(v)) {
         k = IN_BOOL;
     }
-    return leaf(d, k, text, len, json_is_true(v), real, true, shown, err, cap);
+    json_t *x = leaf(d, k, text, len, json_is_true(v), real, true, shown, err, cap);
+    if (!x)
+        at_mark(a, at, v);
+    return x;
+}
+
+json_t *gql_coerce_json_at(const struct gql_tref *t, json_t *v, char *err, size_t cap, char *where,
+                           size_t where_cap, json_t **bad)
+{
+    struct json_at a = {where, where_cap, bad};
+    if (where_cap)
+        where[0] = '\0';
+    *bad = v;
+    return coerce_json(t, v, err, cap, &a, 0);
+}
+
+json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t cap)
+{
+    char where[1];
+    json_t *bad;
+    return gql_coerce_json_at(t, v, err, cap, where, 0, &bad);
 }
 
 json_t *gql_default_value(const struct gql_ivalue *iv)

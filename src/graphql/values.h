@@ -24,8 +24,20 @@ json_t *gql_coerce_literal(const struct gql_tref *t, const struct gql_value *v, 
                            char *err, size_t cap);
 /* A JSON value (a variable, or a default value) coerced to t. */
 json_t *gql_coerce_json(const struct gql_tref *t, json_t *v, char *err, size_t cap);
+/* As gql_coerce_json; on failure also says where, as graphql-js does: *bad is the offending
+ * part of v (borrowed from v) and where its path below v (".amount", "[2]", "" for v itself),
+ * truncated to where_cap. */
+json_t *gql_coerce_json_at(const struct gql_tref *t, json_t *v, char *err, size_t cap, char *where,
+                           size_t where_cap, json_t **bad);
 /* The default of an argument or input field, coerced; NULL when it has none. */
 json_t *gql_default_value(const struct gql_ivalue *iv);
+/* msg as the JSON string of an error's "message". Messages are made by bounded snprintf, which
+ * may cut a multi-byte character at the end, and jansson refuses text that is not UTF-8: the
+ * error would be lost ("errors": [], a field error without a message). The cut character is
+ * dropped; any other byte that is not UTF-8 becomes '?'. Never NULL but out of memory. */
+json_t *gql_message_json(const char *msg);
+/* Compact JSON text of v (a message's quote of an input), truncated to cap. Returns out. */
+char *gql_json_print(json_t *v, char *out, size_t cap);
 /* GraphQL text of a literal, truncated to cap. Returns out. */
 char *gql_value_print(const struct gql_value *v, char *out, size_t cap);
 

@@ -263,11 +263,36 @@ static int status_index(int status)
     return N_STATUS;
 }
 
+/* msg with every byte that is not part of valid UTF-8 replaced by '?', into out[cap]: a message
+ * may quote what a client sent (a path parameter), and jansson refuses invalid UTF-8, which
+ * would drop the message from the error. */
+static const char *utf8_sanitized(const char *msg, char *out, size_t cap)
+{
+    size_t n = strlen(msg), o = 0;
+    for (size_t i = 0; i < n && o + 1 < cap;) {
+        unsigned cp;
+        int len = utf8_decode((const unsigned char *)msg + i, n - i, &cp);
+        if (len <= 0 || o + (size_t)len >= cap) {
+            out[o++] = '?';
+            i += len > 0 ? (size_t)len : 1;
+            continue;
+        }
+        memcpy(out + o, msg + i, (size_t)len);
+        o += (size_t)len;
+        i += (size_t)len;
+    }
+    out[o] = '\0';
+    return out;
+}
+
 static void set_error(struct req *r, int e)
 {
     json_t *err = json_object();
     json_object_set_new(err, "code", json_string(err_code(e)));
-    json_object_set_new(err, "message", json_string(r->err_msg[0] ? r->err_msg : err_message(e)));
+    char clean[sizeof r->err_msg];
+    json_object_set_new(err, "message",
+                        json_string(r->err_msg[0] ? utf8_sanitized(r->err_msg, clean, sizeof clean)
+                                                  : err_message(e)));
     if (r->err_field[0])
         json_object_set_new(err, "field", json_string(r->err_field));
     json_object_set_new(err, "requestId", json_string(r->request_id));

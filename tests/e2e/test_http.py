@@ -370,3 +370,14 @@ def test_keep_alive_serves_several_requests_on_one_connection(tally):
             assert headers.get("connection", "").lower() != "close", headers
             statuses.append(status)
     assert statuses == [200, 400, 200]
+
+
+def test_an_error_quoting_invalid_utf8_from_the_path_keeps_its_message(tally):
+    """A message that quotes a path parameter (percent-decoded bytes that are not UTF-8) must
+    still be a message: the invalid bytes become '?' rather than the message disappearing."""
+    key = tally.apikey("admin")
+    resp = tally.get("/api/admin/retailers/%FF%FEab", token=key)
+    assert resp.status_code == 404
+    err = resp.json()["error"]
+    assert err["code"] == "retailer_not_found"
+    assert err["message"] == "No retailer with id ??ab"
