@@ -623,20 +623,7 @@ static int resolve_mutation(struct gql_rctx *c, struct gql_req *g, json_t **out)
     if (strcmp(f, "refund") == 0) {
         if ((e = refund_settle(r, &g->w)))
             return store_fail(c, r, e);
-        const __typeof__(g->w.out.refund) *o = &g->w.out.refund;
-        json_t *j = json_object();
-        json_object_set_new(j, "refundId", json_string(o->refund_id));
-        json_object_set_new(j, "purchaseId", json_string(o->purchase_id));
-        json_object_set_new(j, "transactionId", json_string(g->w.in.refund.transaction_id));
-        json_object_set_new(j, "amount", api_money_json(o->amount_cents));
-        json_object_set_new(j, "amountCents", json_integer(o->amount_cents));
-        json_object_set_new(j, "refundedTotal", api_money_json(o->refunded_cents));
-        json_object_set_new(j, "refundedTotalCents", json_integer(o->refunded_cents));
-        json_object_set_new(j, "reversals", api_commissions_json(o->reversals, o->n_reversals));
-        json_object_set_new(j, "pointsReversed", json_integer(o->points_reversed));
-        json_object_set_new(j, "pointsUnrecovered", json_integer(o->points_unrecovered));
-        json_object_set_new(j, "duplicate", json_boolean(o->duplicate));
-        *out = j;
+        *out = refund_result_json(&g->w);
         return 0;
     }
     if ((e = redeem_settle(r, &g->w)))

@@ -302,17 +302,13 @@ int refund_settle(struct req *r, struct store_write *w)
     return w->rc;
 }
 
-static int refund_finish(struct req *r)
+json_t *refund_result_json(const struct store_write *w)
 {
-    struct money_ctx *c = r->ctx;
-    int e = refund_settle(r, &c->w);
-    if (e)
-        return e;
-    const __typeof__(c->w.out.refund) *o = &c->w.out.refund;
+    const __typeof__(w->out.refund) *o = &w->out.refund;
     json_t *j = json_object();
     json_object_set_new(j, "refundId", json_string(o->refund_id));
     json_object_set_new(j, "purchaseId", json_string(o->purchase_id));
-    json_object_set_new(j, "transactionId", json_string(c->w.in.refund.transaction_id));
+    json_object_set_new(j, "transactionId", json_string(w->in.refund.transaction_id));
     json_object_set_new(j, "amount", api_money_json(o->amount_cents));
     json_object_set_new(j, "amountCents", json_integer(o->amount_cents));
     json_object_set_new(j, "refundedTotal", api_money_json(o->refunded_cents));
@@ -321,7 +317,16 @@ static int refund_finish(struct req *r)
     json_object_set_new(j, "pointsReversed", json_integer(o->points_reversed));
     json_object_set_new(j, "pointsUnrecovered", json_integer(o->points_unrecovered));
     json_object_set_new(j, "duplicate", json_boolean(o->duplicate));
-    return req_json(r, o->duplicate ? 200 : 201, j);
+    return j;
+}
+
+static int refund_finish(struct req *r)
+{
+    struct money_ctx *c = r->ctx;
+    int e = refund_settle(r, &c->w);
+    if (e)
+        return e;
+    return req_json(r, c->w.out.refund.duplicate ? 200 : 201, refund_result_json(&c->w));
 }
 
 int refund_prepare(struct req *r, bool idempotency_header, struct store_write *w)

@@ -28,6 +28,8 @@ int purchase_settle(struct req *r, const struct purchase_names *n, struct store_
 /* A refund in r->body (transactionId, retailerId, amount, refundId) into *w. */
 int refund_prepare(struct req *r, bool idempotency_header, struct store_write *w);
 int refund_settle(struct req *r, struct store_write *w);
+/* The answer to a settled refund, the same at both doors. New reference. */
+json_t *refund_result_json(const struct store_write *w);
 
 /* A redemption of item_id by the signed-in user into *w. */
 int redeem_prepare(struct req *r, const char *item_id, struct store_write *w);

@@ -9,9 +9,13 @@
  *  - Durability: every session sets synchronous_commit = on and checks it, so a COMMIT that
  *    returned is on disk (and on a synchronous standby if the server has one). sync = NULL:
  *    store.c answers callers right after commit().
- *  - Writers: store.c runs several writer threads (store_engine.writers), each with its own
- *    connection and its own group-commit transaction, because every statement is a network
- *    round trip and one connection would cap throughput. Each write keeps its savepoint; the
+ *  - Writers: store.c can run several writer threads (store_engine.writers), each with its own
+ *    connection and its own group-commit transaction. Money writes take one advisory lock
+ *    (pg_money.c: it keeps batches that touch the same wallets in different orders from
+ *    deadlocking), so their batches commit one at a time whatever the number of writers, and
+ *    more writers only split the queue into smaller batches, each paying its own COMMIT:
+ *    measured with make bench's purchase scenario (64 connections, one node), 4 writers gave
+ *    273 purchases/s and 1 writer 423/s. So one writer per node. Each write keeps its savepoint; the
  *    RELEASE of one write travels with the SAVEPOINT of the next (one round trip, not two).
  *  - Errors: a failed statement aborts the savepoint and store.c rolls it back. Code that on
  *    SQLite tried a statement and carried on after a constraint error is written here with
@@ -1386,7 +1390,7 @@ static int apply(void *conn, struct store_write *w)
 
 const struct store_engine store_engine_pg = {
     .name = "postgres",
-    .writers = 4,
+    .writers = 1,
     .open = p_open,
     .close = p_close,
     .migrate = p_migrate,
