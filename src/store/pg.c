@@ -534,11 +534,32 @@ static const char *prepared(struct pconn *c, const char *sql, bool *failed, PGre
     return name;
 }
 
+bool pg_params_utf8(const struct pgp *p)
+{
+    for (int i = 0; p && i < p->n; i++) {
+        const unsigned char *s = (const unsigned char *)p->v[i];
+        size_t len = s ? strlen((const char *)s) : 0;
+        for (size_t k = 0; k < len;) {
+            unsigned cp;
+            int l = utf8_decode(s + k, len - k, &cp);
+            if (l <= 0)
+                return false;
+            k += (size_t)l;
+        }
+    }
+    return true;
+}
+
 /* One attempt: the result (any status; NULL only when libpq had no memory or connection). */
 static PGresult *run_once(struct pconn *c, const char *sql, const struct pgp *p)
 {
     int n = p ? p->n : 0;
     const char *const *v = p ? p->v : NULL;
+    /* Text that is not UTF-8 (a percent-decoded path parameter, say) names nothing stored:
+     * every stored text is clean. PostgreSQL would refuse the statement (22021); SQLite finds
+     * no row. Both engines answer the same: no rows, nothing changed. */
+    if (!pg_params_utf8(p))
+        return PQmakeEmptyPGresult(c->pg, PGRES_TUPLES_OK);
     bool failed;
     PGresult *res;
     const char *name = prepared(c, sql, &failed, &res);

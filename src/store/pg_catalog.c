@@ -29,7 +29,10 @@ static int exec_dynamic(struct pconn *c, const char *sql, const struct pgp *p, P
                 return e;
             PQclear(ping);
         }
-        PGresult *r = PQexecParams(c->pg, sql, p ? p->n : 0, NULL, p ? p->v : NULL, NULL, NULL, 0);
+        PGresult *r = !pg_params_utf8(p)
+                          ? PQmakeEmptyPGresult(c->pg, PGRES_TUPLES_OK) /* names nothing */
+                          : PQexecParams(c->pg, sql, p ? p->n : 0, NULL, p ? p->v : NULL, NULL,
+                                         NULL, 0);
         ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
         if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
             if (out)

@@ -55,6 +55,9 @@ void pgp_str(struct pgp *p, const char *s);
 void pgp_int(struct pgp *p, int64_t v);
 void pgp_bool(struct pgp *p, bool v);
 
+/* True if every parameter of p is valid UTF-8. A statement whose parameters are not runs as
+ * "no rows, nothing changed" (pg_run), as the same bytes find nothing on SQLite. */
+bool pg_params_utf8(const struct pgp *p);
 /* Log the failure of what (with the server's message) and return the TE_* it maps to:
  * TE_RETRY for serialization failures and deadlocks (40001, 40P01), TE_DB otherwise. */
 int pg_fail(struct pconn *c, const PGresult *r, const char *what);

@@ -381,3 +381,21 @@ def test_an_error_quoting_invalid_utf8_from_the_path_keeps_its_message(tally):
     err = resp.json()["error"]
     assert err["code"] == "retailer_not_found"
     assert err["message"] == "No retailer with id ??ab"
+
+
+def test_path_parameters_that_are_not_utf8_name_nothing(tally):
+    """Bytes that are not UTF-8 in a path parameter name nothing stored, on either engine
+    (PostgreSQL would refuse the statement: it must not become a 500)."""
+    key = tally.apikey("admin")
+    for method, path in (("GET", "/api/admin/products/%C3%28"),
+                         ("PATCH", "/api/admin/promotions/%FF"),
+                         ("DELETE", "/api/admin/catalog/%FF"),
+                         ("GET", "/api/admin/webhooks/%FF"),
+                         ("GET", "/api/earnings/%FF%FE"),
+                         ("POST", "/api/admin/retailers/%FF/api-keys")):
+        kw = {"json": {"name": "x"}} if method in ("PATCH", "POST") else {}
+        resp = tally.request(method, path, token=key, **kw)
+        assert resp.status_code == 404, (method, path, resp.status_code, resp.text)
+        assert "error" in resp.json()
+    resp = tally.get("/r/%FF%FE", allow_redirects=False)
+    assert resp.status_code in (302, 303, 404), resp.text
