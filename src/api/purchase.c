@@ -353,8 +353,15 @@ int refund_prepare(struct req *r, bool idempotency_header, struct store_write *w
     str_copy(w->in.refund.transaction_id, sizeof w->in.refund.transaction_id, txid);
     str_copy(w->in.refund.retailer_key, sizeof w->in.refund.retailer_key,
              retailer_id ? retailer_id : "");
-    str_copy(w->in.refund.refund_key, sizeof w->in.refund.refund_key,
-             refund_id ? refund_id : "");
+    /* The refund's idempotency key: the client's, else one per distinct request ("full", or
+     * "amount:<cents>"), so a resent request without a key still refunds once. */
+    if (refund_id)
+        str_copy(w->in.refund.refund_key, sizeof w->in.refund.refund_key, refund_id);
+    else if (has_amount)
+        snprintf(w->in.refund.refund_key, sizeof w->in.refund.refund_key, "amount:%lld",
+                 (long long)amount);
+    else
+        str_copy(w->in.refund.refund_key, sizeof w->in.refund.refund_key, "full");
     w->in.refund.amount_cents = has_amount ? amount : 0;
     return 0;
 }

@@ -545,13 +545,7 @@ static int apply_refund(struct pconn *c, struct store_write *w)
     int64_t refunded = pg_col_int(r, 0, 6);
     PQclear(r);
 
-    char key[TXID_MAX_BYTES];
-    if (in->refund_key[0])
-        str_copy(key, sizeof key, in->refund_key);
-    else if (in->amount_cents == 0)
-        str_copy(key, sizeof key, "full");
-    else
-        snprintf(key, sizeof key, "amount:%lld", (long long)in->amount_cents);
+    const char *key = in->refund_key; /* never empty: the API layer derives one */
     struct pgp f = {0};
     pgp_text(&f, out->purchase_id);
     pgp_text(&f, key);

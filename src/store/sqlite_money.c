@@ -405,13 +405,7 @@ static int apply_refund(struct sconn *c, struct store_write *w)
     int64_t refunded = sqlite3_column_int64(st, 6);
     sqlite3_reset(st);
 
-    char key[TXID_MAX_BYTES];
-    if (in->refund_key[0])
-        str_copy(key, sizeof key, in->refund_key);
-    else if (in->amount_cents == 0)
-        str_copy(key, sizeof key, "full");
-    else
-        snprintf(key, sizeof key, "amount:%lld", (long long)in->amount_cents);
+    const char *key = in->refund_key; /* never empty: the API layer derives one */
     st = sq_prep(c, SQL_REFUND_FIND);
     if (!st)
         return TE_DB;

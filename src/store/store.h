@@ -477,7 +477,7 @@ struct store_write {
         struct {
             char transaction_id[TXID_MAX_BYTES];
             char retailer_key[ID_LEN + 1];
-            char refund_key[TXID_MAX_BYTES];
+            char refund_key[TXID_MAX_BYTES]; /* the client's, or "full" / "amount:<cents>" */
             int64_t amount_cents; /* 0: everything not yet refunded */
         } refund;
         struct {
