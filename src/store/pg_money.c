@@ -34,6 +34,7 @@
 #include "core/err.h"
 #include "core/util.h"
 #include "domain/money.h"
+#include "store/events.h"
 #include "store/pg_int.h"
 
 static const char SQL_PURCHASE_FIND[] =
@@ -215,18 +216,17 @@ static int convert(struct pconn *c, const char *user_id, const struct conversion
     PQclear(r);
     if (!*converted)
         return 0;
-    char data[256];
-    snprintf(data, sizeof data, "{\"referralId\":\"%s\",\"referredUserId\":\"%s\"}", referral_id,
-             user_id);
+    char data[EVENT_DATA_MAX];
+    if ((e = ev_referral_converted(data, referral_id, user_id)))
+        return e;
     e = event(c, referrer_id, "referral_converted", data, now);
     if (e || rw->days <= 0)
         return e;
     char rid[ID_LEN + 1], value[64];
     uuid_new(rid);
     snprintf(value, sizeof value, "{\"days\":%d}", rw->days);
-    snprintf(data, sizeof data,
-             "{\"rewardId\":\"%s\",\"rewardType\":\"free_premium\",\"rewardValue\":%s}", rid,
-             value);
+    if ((e = ev_reward_granted_premium(data, rid, value)))
+        return e;
     if ((e = event(c, referrer_id, "reward_granted", data, now)))
         return e;
     struct pgp q = {0};
@@ -261,34 +261,13 @@ static int load_commissions(struct pconn *c, const char *purchase_id, struct com
     return 0;
 }
 
-/* The transaction id as the body of a JSON string: it is the only text here a client chose
- * (clean UTF-8 without controls, checked at the door), so only " and \ need escaping. This
- * runs for every commission paid, so it formats into the stack rather than through jansson. */
-static void json_escape_into(char *out, size_t cap, const char *s)
-{
-    size_t n = 0;
-    for (; *s && n + 3 < cap; s++) {
-        if (*s == '"' || *s == '\\')
-            out[n++] = '\\';
-        out[n++] = *s;
-    }
-    out[n] = '\0';
-}
-
 /* Seed 001's earning_update: {from, level, amount} to the referrer who earned it. */
 static int earning_event(struct pconn *c, const struct commission *cm, const char *buyer,
                          const char *purchase_id, const char *txid, int64_t now)
 {
-    char amount[MONEY_TEXT_MAX], tx[2 * TXID_MAX_BYTES + 4], data[512];
-    money_format(cm->cents, amount);
-    json_escape_into(tx, sizeof tx, txid);
-    int n = snprintf(data, sizeof data,
-                     "{\"from\":\"%s\",\"level\":%d,\"amount\":\"%s\",\"amountCents\":%lld,"
-                     "\"purchaseId\":\"%s\",\"transactionId\":\"%s\"}",
-                     buyer, cm->level, amount, (long long)cm->cents, purchase_id, tx);
-    if (n < 0 || (size_t)n >= sizeof data)
-        return TE_INTERNAL;
-    return event(c, cm->user_id, "earning_update", data, now);
+    char data[EVENT_DATA_MAX];
+    int e = ev_earning_update(data, cm, buyer, purchase_id, txid);
+    return e ? e : event(c, cm->user_id, "earning_update", data, now);
 }
 
 /* Everything the purchase needs to know about the buyer, in one statement: whether they exist,
@@ -466,10 +445,9 @@ static int apply_purchase(struct pconn *c, struct store_write *w)
             if ((e = pg_write(c, SQL_PURCHASE_BALANCE, &q, 0, NULL)))
                 return e;
         }
-        char data[200];
-        snprintf(data, sizeof data,
-                 "{\"purchaseId\":\"%s\",\"pointsAwarded\":%lld,\"pointsBalance\":%lld}",
-                 out->purchase_id, (long long)points, (long long)out->points_balance);
+        char data[EVENT_DATA_MAX];
+        if ((e = ev_points_awarded(data, out->purchase_id, points, out->points_balance)))
+            return e;
         if ((e = event(c, in->user_id, "points_update", data, now)))
             return e;
     }
@@ -633,12 +611,10 @@ static int apply_refund(struct pconn *c, struct store_write *w)
         if ((e = post(c, cm->user_id, true, -cm->cents, "commission_reversal", cm->level, cm->bps,
                       out->purchase_id, buyer, out->refund_id, now, NULL)))
             return e;
-        char data[256], amt[MONEY_TEXT_MAX];
-        money_format(-cm->cents, amt);
-        snprintf(data, sizeof data,
-                 "{\"purchaseId\":\"%s\",\"refundId\":\"%s\",\"level\":%d,\"amount\":\"%s\","
-                 "\"amountCents\":%lld}",
-                 out->purchase_id, out->refund_id, cm->level, amt, (long long)-cm->cents);
+        char data[EVENT_DATA_MAX];
+        if ((e = ev_commission_reversed(data, out->purchase_id, out->refund_id, cm->level,
+                                        -cm->cents)))
+            return e;
         if ((e = event(c, cm->user_id, "purchase_refunded", data, now)))
             return e;
     }
@@ -650,12 +626,10 @@ static int apply_refund(struct pconn *c, struct store_write *w)
             if ((e = post(c, buyer, false, -out->points_reversed, "points_reversal", 0, 0,
                           out->purchase_id, NULL, out->refund_id, now, &balance_after)))
                 return e;
-            char data[200];
-            snprintf(data, sizeof data,
-                     "{\"purchaseId\":\"%s\",\"refundId\":\"%s\",\"pointsReversed\":%lld,"
-                     "\"pointsBalance\":%lld}",
-                     out->purchase_id, out->refund_id, (long long)out->points_reversed,
-                     (long long)balance_after);
+            char data[EVENT_DATA_MAX];
+            if ((e = ev_points_reversed(data, out->purchase_id, out->refund_id,
+                                        out->points_reversed, balance_after)))
+                return e;
             if ((e = event(c, buyer, "points_update", data, now)))
                 return e;
         }
@@ -677,13 +651,10 @@ static int apply_refund(struct pconn *c, struct store_write *w)
         return e;
     out->amount_cents = part;
     out->refunded_cents = after;
-    char data[300], amt[MONEY_TEXT_MAX];
-    money_format(part, amt);
-    snprintf(data, sizeof data,
-             "{\"purchaseId\":\"%s\",\"refundId\":\"%s\",\"amount\":\"%s\",\"amountCents\":%lld,"
-             "\"pointsReversed\":%lld,\"pointsUnrecovered\":%lld}",
-             out->purchase_id, out->refund_id, amt, (long long)part,
-             (long long)out->points_reversed, (long long)out->points_unrecovered);
+    char data[EVENT_DATA_MAX];
+    if ((e = ev_purchase_refunded(data, out->purchase_id, out->refund_id, part,
+                                  out->points_reversed, out->points_unrecovered)))
+        return e;
     return event(c, buyer, "purchase_refunded", data, now);
 }
 
@@ -796,10 +767,9 @@ static int apply_redeem(struct pconn *c, struct store_write *w)
     pgp_int(&d, now);
     if ((e = pg_write(c, SQL_REDEMPTION_INSERT, &d, 0, NULL)))
         return e;
-    char data[200];
-    snprintf(data, sizeof data,
-             "{\"redemptionId\":\"%s\",\"pointsSpent\":%lld,\"pointsBalance\":%lld}",
-             out->redemption_id, (long long)out->cost_points, (long long)out->points_balance);
+    char data[EVENT_DATA_MAX];
+    if ((e = ev_points_spent(data, out->redemption_id, out->cost_points, out->points_balance)))
+        return e;
     return event(c, w->in.redeem.user_id, "points_update", data, now);
 }
 

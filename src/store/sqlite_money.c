@@ -13,6 +13,7 @@
 
 #include "core/err.h"
 #include "domain/money.h"
+#include "store/events.h"
 #include "store/sqlite_int.h"
 
 static const char SQL_PURCHASE_FIND[] =
@@ -136,18 +137,17 @@ static int convert(struct sconn *c, const char *user_id, const struct conversion
         return sq_fail(c, "convert");
     if (!*converted)
         return 0;
-    char data[256];
-    snprintf(data, sizeof data, "{\"referralId\":\"%s\",\"referredUserId\":\"%s\"}",
-             referral_id, user_id);
-    int e = sq_event(c, referrer_id, "referral_converted", data, now);
-    if (e || rw->days <= 0)
+    char data[EVENT_DATA_MAX];
+    int e = ev_referral_converted(data, referral_id, user_id);
+    if (e || (e = sq_event(c, referrer_id, "referral_converted", data, now)))
         return e;
+    if (rw->days <= 0)
+        return 0;
     char rid[ID_LEN + 1], value[64];
     uuid_new(rid);
     snprintf(value, sizeof value, "{\"days\":%d}", rw->days);
-    snprintf(data, sizeof data,
-             "{\"rewardId\":\"%s\",\"rewardType\":\"free_premium\",\"rewardValue\":%s}", rid,
-             value);
+    if ((e = ev_reward_granted_premium(data, rid, value)))
+        return e;
     if ((e = sq_event(c, referrer_id, "reward_granted", data, now)))
         return e;
     st = sq_prep(c, SQL_REWARD_INSERT);
@@ -184,33 +184,12 @@ static int load_commissions(struct sconn *c, const char *purchase_id, struct com
 }
 
 /* Seed 001's earning_update: {from, level, amount} to the referrer who earned it. */
-/* The transaction id as the body of a JSON string: it is the only text here a client chose
- * (clean UTF-8 without controls, checked at the door), so only " and \ need escaping. This
- * runs for every commission paid, so it formats into the stack rather than through jansson. */
-static void json_escape_into(char *out, size_t cap, const char *s)
-{
-    size_t n = 0;
-    for (; *s && n + 3 < cap; s++) {
-        if (*s == '"' || *s == '\\')
-            out[n++] = '\\';
-        out[n++] = *s;
-    }
-    out[n] = '\0';
-}
-
 static int earning_event(struct sconn *c, const struct commission *cm, const char *buyer,
                          const char *purchase_id, const char *txid, int64_t now)
 {
-    char amount[MONEY_TEXT_MAX], tx[2 * TXID_MAX_BYTES + 4], data[512];
-    money_format(cm->cents, amount);
-    json_escape_into(tx, sizeof tx, txid);
-    int n = snprintf(data, sizeof data,
-                     "{\"from\":\"%s\",\"level\":%d,\"amount\":\"%s\",\"amountCents\":%lld,"
-                     "\"purchaseId\":\"%s\",\"transactionId\":\"%s\"}",
-                     buyer, cm->level, amount, (long long)cm->cents, purchase_id, tx);
-    if (n < 0 || (size_t)n >= sizeof data)
-        return TE_INTERNAL;
-    return sq_event(c, cm->user_id, "earning_update", data, now);
+    char data[EVENT_DATA_MAX];
+    int e = ev_earning_update(data, cm, buyer, purchase_id, txid);
+    return e ? e : sq_event(c, cm->user_id, "earning_update", data, now);
 }
 
 /* Everything the purchase needs to know about the buyer, in one statement: whether they exist,
@@ -349,10 +328,9 @@ static int apply_purchase(struct sconn *c, struct store_write *w)
         if ((e = post(c, in->user_id, false, points, "points_award", 0, 0, out->purchase_id,
                       NULL, in->promotion_id, now, &out->points_balance)))
             return e;
-        char data[200];
-        snprintf(data, sizeof data,
-                 "{\"purchaseId\":\"%s\",\"pointsAwarded\":%lld,\"pointsBalance\":%lld}",
-                 out->purchase_id, (long long)points, (long long)out->points_balance);
+        char data[EVENT_DATA_MAX];
+        if ((e = ev_points_awarded(data, out->purchase_id, points, out->points_balance)))
+            return e;
         if ((e = sq_event(c, in->user_id, "points_update", data, now)))
             return e;
     }
@@ -484,12 +462,9 @@ static int apply_refund(struct sconn *c, struct store_write *w)
         cm->level = orig[i].level;
         cm->bps = orig[i].bps;
         cm->cents = rev;
-        char data[256], amt[MONEY_TEXT_MAX];
-        money_format(-rev, amt);
-        snprintf(data, sizeof data,
-                 "{\"purchaseId\":\"%s\",\"refundId\":\"%s\",\"level\":%d,\"amount\":\"%s\","
-                 "\"amountCents\":%lld}",
-                 out->purchase_id, out->refund_id, cm->level, amt, (long long)-rev);
+        char data[EVENT_DATA_MAX];
+        if ((e = ev_commission_reversed(data, out->purchase_id, out->refund_id, cm->level, -rev)))
+            return e;
         if ((e = sq_event(c, cm->user_id, "purchase_refunded", data, now)))
             return e;
     }
@@ -515,12 +490,10 @@ static int apply_refund(struct sconn *c, struct store_write *w)
             if ((e = post(c, buyer, false, -out->points_reversed, "points_reversal", 0, 0,
                           out->purchase_id, NULL, out->refund_id, now, &balance_after)))
                 return e;
-            char data[200];
-            snprintf(data, sizeof data,
-                     "{\"purchaseId\":\"%s\",\"refundId\":\"%s\",\"pointsReversed\":%lld,"
-                     "\"pointsBalance\":%lld}",
-                     out->purchase_id, out->refund_id, (long long)out->points_reversed,
-                     (long long)balance_after);
+            char data[EVENT_DATA_MAX];
+            if ((e = ev_points_reversed(data, out->purchase_id, out->refund_id,
+                                        out->points_reversed, balance_after)))
+                return e;
             if ((e = sq_event(c, buyer, "points_update", data, now)))
                 return e;
         }
@@ -546,13 +519,10 @@ static int apply_refund(struct sconn *c, struct store_write *w)
         return e;
     out->amount_cents = part;
     out->refunded_cents = after;
-    char data[300], amt[MONEY_TEXT_MAX];
-    money_format(part, amt);
-    snprintf(data, sizeof data,
-             "{\"purchaseId\":\"%s\",\"refundId\":\"%s\",\"amount\":\"%s\",\"amountCents\":%lld,"
-             "\"pointsReversed\":%lld,\"pointsUnrecovered\":%lld}",
-             out->purchase_id, out->refund_id, amt, (long long)part,
-             (long long)out->points_reversed, (long long)out->points_unrecovered);
+    char data[EVENT_DATA_MAX];
+    if ((e = ev_purchase_refunded(data, out->purchase_id, out->refund_id, part,
+                                  out->points_reversed, out->points_unrecovered)))
+        return e;
     return sq_event(c, buyer, "purchase_refunded", data, now);
 }
 
@@ -667,10 +637,9 @@ static int apply_redeem(struct sconn *c, struct store_write *w)
     sqlite3_bind_int64(st, 5, now);
     if ((e = sq_step_write(c, st, 0)))
         return e;
-    char data[200];
-    snprintf(data, sizeof data,
-             "{\"redemptionId\":\"%s\",\"pointsSpent\":%lld,\"pointsBalance\":%lld}",
-             out->redemption_id, (long long)out->cost_points, (long long)out->points_balance);
+    char data[EVENT_DATA_MAX];
+    if ((e = ev_points_spent(data, out->redemption_id, out->cost_points, out->points_balance)))
+        return e;
     return sq_event(c, w->in.redeem.user_id, "points_update", data, now);
 }
 
