@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/err.h"
 #include "core/log.h"
@@ -408,8 +409,17 @@ static int s_open(const char *url, bool writer, void **conn_out)
     }
     sqlite3_busy_timeout(c->db, 10000);
     sqlite3_create_function(c->db, "tally_uuid", 0, SQLITE_UTF8, NULL, sql_uuid, NULL, NULL);
-    int rc = sq_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
-                     "PRAGMA temp_store=MEMORY;");
+    /* Switching a new file to WAL needs the file to itself, and SQLite does not wait for that
+     * (no busy handler): a second process opening the same new database while the first one
+     * migrates it gets SQLITE_BUSY at once. Retry for up to the busy timeout. */
+    static const char SQL_SETUP[] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                                    " PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;";
+    for (int i = 0; i < 100 && sqlite3_exec(c->db, SQL_SETUP, NULL, NULL, NULL) == SQLITE_BUSY;
+         i++) {
+        struct timespec pause = {0, 100 * 1000 * 1000};
+        nanosleep(&pause, NULL);
+    }
+    int rc = sq_exec(c, SQL_SETUP);
     c->wal_fd = -1;
     /* Page caches bound the store's memory whatever the table sizes (measured: the heap of a
      * bonus job on 250k referrals is the writer's cache and little else): the writer, which
