@@ -5,6 +5,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "core/err.h"
 #include "domain/money.h"
 
@@ -17,6 +19,20 @@ static int fmt(char *out, const char *format, ...)
     int n = vsnprintf(out, EVENT_DATA_MAX, format, ap);
     va_end(ap);
     return n < 0 || n >= EVENT_DATA_MAX ? TE_INTERNAL : 0;
+}
+
+int ev_referral_tracked(char *out, const char *referral_id, const char *referred_user_id,
+                        const char *referred_name)
+{
+    /* the name is the user's own text: jansson escapes it */
+    json_t *o = json_pack("{s:s, s:s, s:s}", "referralId", referral_id, "referredUserId",
+                          referred_user_id, "referredName", referred_name);
+    int n = o ? json_dumpb(o, out, EVENT_DATA_MAX - 1, JSON_COMPACT | JSON_PRESERVE_ORDER) : 0;
+    json_decref(o);
+    if (n <= 0 || n >= EVENT_DATA_MAX)
+        return o ? TE_INTERNAL : TE_NOMEM;
+    out[n] = '\0';
+    return 0;
 }
 
 int ev_referral_converted(char *out, const char *referral_id, const char *referred_user_id)

@@ -12,6 +12,9 @@
 
 #define EVENT_DATA_MAX 512
 
+/* referral_tracked, to the referrer: the new referral and the referred user's name */
+int ev_referral_tracked(char *out, const char *referral_id, const char *referred_user_id,
+                        const char *referred_name);
 /* referral_converted, to the referrer */
 int ev_referral_converted(char *out, const char *referral_id, const char *referred_user_id);
 /* reward_granted for a free-premium reward; value is the reward's JSON value text */

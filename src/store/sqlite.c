@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "domain/code.h"
+#include "store/events.h"
 #include "store/sqlite_int.h"
 
 
@@ -1055,15 +1056,10 @@ static int referral_create(struct sconn *c, const char *user_id, const char *cod
     struct user referred;
     if ((e = s_user_get(c, user_id, &referred)))
         return e;
-    json_t *o = json_pack("{s:s, s:s, s:s}", "referralId", referral_id, "referredUserId", user_id,
-                          "referredName", referred.name);
-    char *data = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(o);
-    if (!data)
-        return TE_NOMEM;
-    e = sq_event(c, rc.user_id, "referral_tracked", data, now);
-    free(data);
-    return e;
+    char data[EVENT_DATA_MAX];
+    if ((e = ev_referral_tracked(data, referral_id, user_id, referred.name)))
+        return e;
+    return sq_event(c, rc.user_id, "referral_tracked", data, now);
 }
 
 static const char SQL_USER_INSERT[] =
