@@ -13,7 +13,8 @@ One run:
      and a promotion covering it there through the admin API, then posts purchases with unique
      transaction ids for buyers who each have two levels of referrers; afterwards it compares
      the purchases in the database with the 201s wrk saw and runs `tally verify` on the live
-     database;
+     database; then `tally bench-store` makes 20,000 more of the same purchases straight into
+     the store (no HTTP, 64 in flight), to show how much of a purchase's cost is the writer's;
   4. WebSockets (issue 5), on a fresh server: opens BENCH_WS_SOCKETS idle sockets to /ws
      (bench/wsload.py, raw asyncio; tokens minted with the bench's TALLY_JWT_SECRET), tries one
      more (expects 503), pings them all, and reads the server's VmRSS before, while held and
@@ -671,7 +672,39 @@ def run_verify(db: Path) -> dict:
 
 
 def after_purchase(tag: str) -> Callable[[Ctx, dict], None]:
-    return lambda ctx, res: check_purchases(ctx, res, ctx.nonce + tag + "-")
+    def after(ctx: Ctx, res: dict) -> None:
+        check_purchases(ctx, res, ctx.nonce + tag + "-")
+        if not pgcluster.is_pg_url(ctx.db):
+            res["store_alone"] = store_alone(ctx)
+    return after
+
+
+STORE_ALONE_COUNT = 20000
+
+
+def store_alone(ctx: Ctx) -> dict:
+    """The same purchases (buyers, retailer, promotion, 64 in flight) made by `tally bench-store`
+    straight into the store of the database the server just used, no HTTP: how fast the writer
+    alone goes, and its CPU per purchase. The server is idle meanwhile (its writer waits)."""
+    buyers = ctx.tmp / "buyers.txt"
+    buyers.write_text("\n".join(ctx.pop["buyers"]) + "\n")
+    con = sqlite3.connect(ctx.db, timeout=30)
+    try:
+        rate = con.execute("SELECT award_rate_centi FROM promotions WHERE id = ?",
+                           (ctx.data["promotion"],)).fetchone()[0]
+    finally:
+        con.close()
+    p = subprocess.run([str(TALLY), "bench-store", "--db", str(ctx.db), "--buyers", str(buyers),
+                        "--retailer", ctx.data["retailer"], "--promotion", ctx.data["promotion"],
+                        "--rate", str(rate), "--count", str(STORE_ALONE_COUNT), "--inflight", "64"],
+                       capture_output=True, text=True, timeout=600)
+    m = re.search(r"purchases=(\d+) failed=(\d+) .*purchases_per_s=([\d.]+) "
+                  r"cpu_us_per_purchase=([\d.]+)", p.stdout)
+    if p.returncode or not m:
+        log(f"bench-store failed ({p.returncode}): {p.stdout.strip()} {p.stderr.strip()[-300:]}")
+        return {"ok": False}
+    return {"ok": True, "purchases": int(m.group(1)), "rps": float(m.group(3)),
+            "cpu_us": float(m.group(4))}
 
 
 def check_purchases(ctx: Ctx, res: dict, prefix: str) -> None:
@@ -1329,6 +1362,13 @@ def print_purchases(pr: dict, base: Optional[dict]) -> None:
               f"{pr['server_201']} answered 201 (wrk read {pr['wrk_201']} of them before it "
               f"stopped) + {pr['purchases_in_db'] - pr['server_201']} committed of the "
               f"{pr['aborted']} requests wrk abandoned at its end")
+    sa = pr.get("store_alone")
+    if sa and sa.get("ok"):
+        print(f"  {'the store alone, no HTTP':<30} {sa['rps']:>10.1f}   purchases/s (tally bench-store"
+              f", {sa['purchases']} purchases, 64 in flight, {sa['cpu_us']:.0f} us CPU each); "
+              f"through HTTP: {rps / sa['rps']:.0%} of it")
+    elif sa:
+        print(f"  {'the store alone, no HTTP':<30} {'FAILED':>10}   (tally bench-store)")
     v = pr.get("verify")
     if v:
         print(f"  {'tally verify (live database)':<30} {'passed' if v['ok'] else 'FAILED':>10}   "

@@ -18,6 +18,7 @@ static const struct {
     {"jobs", cmd_jobs, "list the scheduled jobs or run one now"},
     {"verify", cmd_verify, "recompute balances from the ledger and check every invariant"},
     {"bench-hash", cmd_bench_hash, "measure the raw Argon2id hashing rate (for make bench)"},
+    {"bench-store", cmd_bench_store, "make purchases through the store alone (for make bench)"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -27,6 +27,7 @@ int cmd_migrate(int argc, char **argv);
 int cmd_apikey(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_bench_hash(int argc, char **argv);
+int cmd_bench_store(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
 
