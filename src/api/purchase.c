@@ -267,17 +267,34 @@ int purchase_prepare(struct req *r, const struct purchase_names *n, struct store
     in->quantity = quantity;
     in->amount_cents = amount;
     in->occurred_at = occurred_at;
+    purchase_fingerprint(w, occurred);
+    purchase_rules(&app->cfg, w);
+    return 0;
+}
+
+void purchase_fingerprint(struct store_write *w, const char *occurred_at)
+{
+    __typeof__(w->in.purchase) *in = &w->in.purchase;
     /* What makes two requests "the same purchase": everything the client chose, in the same
      * words at both doors (the total, not how it was given). */
-    snprintf(in->fingerprint, sizeof in->fingerprint, "u=%s|a=%lld|p=%s|q=%lld|t=%s", user_id,
-             (long long)amount, product_id ? product_id : "", quantity,
-             occurred ? occurred : "");
-    in->levels = app->cfg.commission_levels;
-    memcpy(in->bps, app->cfg.commission_bps, sizeof in->bps);
-    in->min_cents = app->cfg.commission_min_cents;
-    in->reward.days = app->cfg.reward_days;
-    in->reward.claim_ttl_ms = (int64_t)app->cfg.reward_claim_days * 86400000;
-    return 0;
+    snprintf(in->fingerprint, sizeof in->fingerprint, "u=%s|a=%lld|p=%s|q=%lld|t=%s",
+             in->user_id, (long long)in->amount_cents, in->product_id, (long long)in->quantity,
+             occurred_at ? occurred_at : "");
+}
+
+struct conversion_reward purchase_conversion_reward(const struct config *cfg)
+{
+    return (struct conversion_reward){.days = cfg->reward_days,
+                                      .claim_ttl_ms = (int64_t)cfg->reward_claim_days * 86400000};
+}
+
+void purchase_rules(const struct config *cfg, struct store_write *w)
+{
+    __typeof__(w->in.purchase) *in = &w->in.purchase;
+    in->levels = cfg->commission_levels;
+    memcpy(in->bps, cfg->commission_bps, sizeof in->bps);
+    in->min_cents = cfg->commission_min_cents;
+    in->reward = purchase_conversion_reward(cfg);
 }
 
 int api_purchase_create(struct req *r)
@@ -408,7 +425,6 @@ int api_referral_convert(struct req *r)
     if (!c)
         return TE_NOMEM;
     str_copy(c->w.in.convert.referred_user_id, sizeof c->w.in.convert.referred_user_id, uid);
-    c->w.in.convert.reward.days = app->cfg.reward_days;
-    c->w.in.convert.reward.claim_ttl_ms = (int64_t)app->cfg.reward_claim_days * 86400000;
+    c->w.in.convert.reward = purchase_conversion_reward(&app->cfg);
     return api_submit(r, &c->w, convert_finish);
 }

@@ -13,6 +13,8 @@
 #include "http/http.h"
 #include "store/store.h"
 
+struct config;
+
 struct purchase_names {
     const char *transaction_id, *user_id, *retailer_id, *product_id, *quantity, *amount,
         *sale_price, *occurred_at; /* sale_price NULL: not accepted */
@@ -24,6 +26,14 @@ extern const struct purchase_names purchase_names_rest, purchase_names_graphql;
 int purchase_prepare(struct req *r, const struct purchase_names *n, struct store_write *w);
 /* After the commit: 0, or TE_* with detail. Bumps the leaderboard generation on conversion. */
 int purchase_settle(struct req *r, const struct purchase_names *n, struct store_write *w);
+
+/* The rest of a purchase whose request fields are in w->in.purchase: its fingerprint (what makes
+ * two requests the same purchase; occurred_at as the client wrote it, or NULL) and the
+ * configured rules it is paid by. purchase_prepare uses both; so does `tally bench-store`. */
+void purchase_fingerprint(struct store_write *w, const char *occurred_at);
+void purchase_rules(const struct config *cfg, struct store_write *w);
+/* The conversion reward (REFERRAL_REWARD_DAYS, its claim window) of cfg. */
+struct conversion_reward purchase_conversion_reward(const struct config *cfg);
 
 /* A refund in r->body (transactionId, retailerId, amount, refundId) into *w. */
 int refund_prepare(struct req *r, bool idempotency_header, struct store_write *w);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "api/purchase.h"
 #include "cmd/cmd.h"
 #include "core/err.h"
 #include "store/store.h"
@@ -74,15 +75,10 @@ static void fill(struct store_write *w, const struct config *c, const char *buye
     in->quantity = 1;
     in->amount_cents = 1999 + seq % 5000;
     in->occurred_at = w->now_ms;
-    snprintf(in->fingerprint, sizeof in->fingerprint, "u=%s|a=%lld|p=|q=1|t=", buyer,
-             (long long)in->amount_cents);
     str_copy(in->promotion_id, sizeof in->promotion_id, promotion);
     in->rate_centi = rate;
-    in->levels = c->commission_levels;
-    memcpy(in->bps, c->commission_bps, sizeof in->bps);
-    in->min_cents = c->commission_min_cents;
-    in->reward.days = c->reward_days;
-    in->reward.claim_ttl_ms = (int64_t)c->reward_claim_days * 86400000;
+    purchase_fingerprint(w, NULL);
+    purchase_rules(c, w);
 }
 
 int cmd_bench_store(int argc, char **argv)
