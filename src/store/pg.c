@@ -318,6 +318,136 @@ static const char *const migrations[] = {
 
     /* 6: the leaderboard reads referrer, time and status from one covering index */
     "CREATE INDEX idx_referrals_leaderboard ON referrals(referrer_user_id, created_at, status);",
+
+    /* 7: a whole purchase in one statement, so that it costs one round trip (pg_money.c,
+     * apply_purchase, holds the contract: C computes the money, the ids and the event texts;
+     * this walks the referrer chain, writes the rows and answers a status, never raising for
+     * an expected outcome). Statement for statement what apply_purchase did before. */
+    "CREATE FUNCTION tally_purchase(p_id text, p_retailer_key text, p_txid text, p_user text,"
+    "  p_retailer text, p_product text, p_quantity bigint, p_amount bigint, p_occurred bigint,"
+    "  p_fingerprint text, p_promotion text, p_points bigint, p_cents bigint[], p_bps int[],"
+    "  p_convert boolean, p_earning text[], p_points_ev text[], p_converted_ev text[],"
+    "  p_reward_id text, p_reward_value text, p_reward_ev text, p_reward_expires bigint,"
+    "  p_now bigint,"
+    "  OUT o_status text, OUT o_purchase_id text, OUT o_user_id text, OUT o_amount bigint,"
+    "  OUT o_points_awarded bigint, OUT o_points_balance bigint, OUT o_converted boolean,"
+    "  OUT o_users text[], OUT o_levels int[], OUT o_bps int[], OUT o_cents bigint[],"
+    "  OUT o_events int)"
+    " LANGUAGE plpgsql VOLATILE AS $$"
+    " DECLARE"
+    "  v_ref text; v_bal bigint; v_pending boolean; v_fp text; v_rows bigint;"
+    "  v_referral text; v_referrer text; v_credit record;"
+    " BEGIN"
+    "  o_converted := false; o_events := 0;"
+    "  o_users := '{}'; o_levels := '{}'; o_bps := '{}'; o_cents := '{}';"
+    /* the money lock of pg_money.c (money_lock): re-entrant, held to COMMIT */
+    "  PERFORM pg_advisory_xact_lock(500086551677);"
+    "  SELECT u.referred_by, COALESCE((SELECT w.points FROM wallets w WHERE w.user_id = u.id), 0),"
+    "    EXISTS (SELECT 1 FROM referrals f WHERE f.referred_user_id = u.id"
+    "            AND f.status = 'pending')"
+    "    INTO v_ref, v_bal, v_pending FROM users u WHERE u.id = p_user;"
+    "  IF NOT FOUND THEN o_status := 'no_user'; RETURN; END IF;"
+    "  INSERT INTO purchases (id, retailer_key, transaction_id, user_id, retailer_id, product_id,"
+    "    quantity, amount_cents, occurred_at, fingerprint, promotion_id, points_awarded,"
+    "    points_balance_after, created_at)"
+    "  VALUES (p_id, p_retailer_key, p_txid, p_user, p_retailer, p_product, p_quantity, p_amount,"
+    "    p_occurred, p_fingerprint, p_promotion, p_points, v_bal + p_points, p_now)"
+    "  ON CONFLICT (retailer_key, transaction_id) DO NOTHING;"
+    "  GET DIAGNOSTICS v_rows = ROW_COUNT;"
+    "  IF v_rows = 0 THEN"
+    /* a replay: a concurrent first insert made ours wait, then conflict; this statement's
+     * snapshot (READ COMMITTED) sees its row. Not seen: only under a stricter isolation. */
+    "    SELECT p.id, p.user_id, p.amount_cents, p.fingerprint, p.points_awarded,"
+    "      p.points_balance_after"
+    "      INTO o_purchase_id, o_user_id, o_amount, v_fp, o_points_awarded, o_points_balance"
+    "      FROM purchases p WHERE p.retailer_key = p_retailer_key AND p.transaction_id = p_txid;"
+    "    IF NOT FOUND THEN o_status := 'retry'; RETURN; END IF;"
+    "    IF v_fp IS DISTINCT FROM p_fingerprint THEN o_status := 'mismatch'; RETURN; END IF;"
+    "    SELECT COALESCE(array_agg(l.user_id ORDER BY l.level), '{}'),"
+    "      COALESCE(array_agg(l.level::int ORDER BY l.level), '{}'),"
+    "      COALESCE(array_agg(l.rate_bps::int ORDER BY l.level), '{}'),"
+    "      COALESCE(array_agg(l.amount ORDER BY l.level), '{}')"
+    "      INTO o_users, o_levels, o_bps, o_cents"
+    "      FROM ledger_entries l WHERE l.purchase_id = o_purchase_id AND l.kind = 'commission';"
+    "    o_status := 'duplicate'; RETURN;"
+    "  END IF;"
+    "  o_purchase_id := p_id; o_user_id := p_user; o_amount := p_amount;"
+    "  o_points_awarded := p_points; o_points_balance := v_bal;"
+    /* commissions up the chain: level 1 is the buyer's referrer; never to the buyer */
+    "  FOR v_level IN 1 .. COALESCE(array_length(p_cents, 1), 0) LOOP"
+    "    IF v_level > 1 THEN"
+    "      v_ref := (SELECT u.referred_by FROM users u WHERE u.id = v_ref);"
+    "    END IF;"
+    "    EXIT WHEN v_ref IS NULL OR v_ref = '' OR v_ref = p_user;"
+    "    IF p_cents[v_level] > 0 THEN"
+    "      o_users := o_users || v_ref; o_levels := o_levels || v_level;"
+    "      o_bps := o_bps || p_bps[v_level]; o_cents := o_cents || p_cents[v_level];"
+    "    END IF;"
+    "  END LOOP;"
+    /* credits in user id order (byte order, as strcmp), the buyer's points among them */
+    "  FOR v_credit IN SELECT x.uid, x.i FROM ("
+    "      SELECT t.uid, t.i::int AS i FROM unnest(o_users) WITH ORDINALITY AS t(uid, i)"
+    "      UNION ALL SELECT p_user, 0 WHERE p_points > 0) x"
+    "    ORDER BY x.uid COLLATE \"C\", x.i LOOP"
+    "    IF v_credit.i = 0 THEN"
+    "      INSERT INTO ledger_entries (user_id, account, amount, kind, level, rate_bps,"
+    "        purchase_id, source_user_id, ref_id, created_at)"
+    "        VALUES (p_user, 'points', p_points, 'points_award', NULL, NULL, p_id, NULL,"
+    "        p_promotion, p_now);"
+    "      INSERT INTO wallets AS w (user_id, cash_cents, points, updated_at)"
+    "        VALUES (p_user, 0, p_points, p_now) ON CONFLICT (user_id) DO UPDATE"
+    "        SET points = w.points + EXCLUDED.points, updated_at = EXCLUDED.updated_at"
+    "        RETURNING w.points INTO o_points_balance;"
+    "    ELSE"
+    "      INSERT INTO ledger_entries (user_id, account, amount, kind, level, rate_bps,"
+    "        purchase_id, source_user_id, ref_id, created_at)"
+    "        VALUES (v_credit.uid, 'cash', o_cents[v_credit.i], 'commission',"
+    "        o_levels[v_credit.i], o_bps[v_credit.i], p_id, p_user, NULL, p_now);"
+    "      INSERT INTO wallets AS w (user_id, cash_cents, points, updated_at)"
+    "        VALUES (v_credit.uid, o_cents[v_credit.i], 0, p_now) ON CONFLICT (user_id) DO UPDATE"
+    "        SET cash_cents = w.cash_cents + EXCLUDED.cash_cents,"
+    "        updated_at = EXCLUDED.updated_at;"
+    "    END IF;"
+    "  END LOOP;"
+    /* events, staged in this session's table (pg.c, pg_event) in the order C wrote them */
+    "  FOR k IN 1 .. COALESCE(array_length(o_users, 1), 0) LOOP"
+    "    INSERT INTO tally_staged_events (user_id, type, data, created_at)"
+    "      VALUES (o_users[k], 'earning_update', p_earning[o_levels[k]], p_now);"
+    "    o_events := o_events + 1;"
+    "  END LOOP;"
+    "  IF p_points > 0 THEN"
+    /* another transaction moved the buyer's points between our read and our credit */
+    "    IF o_points_balance <> v_bal + p_points THEN"
+    "      UPDATE purchases SET points_balance_after = o_points_balance WHERE id = p_id;"
+    "    END IF;"
+    "    INSERT INTO tally_staged_events (user_id, type, data, created_at)"
+    "      VALUES (p_user, 'points_update',"
+    "      p_points_ev[1] || o_points_balance::text || p_points_ev[2], p_now);"
+    "    o_events := o_events + 1;"
+    "  END IF;"
+    "  IF v_pending AND p_convert THEN"
+    /* the WHERE is the check: a second converter waits for the first, then finds nothing */
+    "    UPDATE referrals SET status = 'converted', converted_at = p_now"
+    "      WHERE referred_user_id = p_user AND status = 'pending'"
+    "      RETURNING id, referrer_user_id INTO v_referral, v_referrer;"
+    "    IF FOUND THEN"
+    "      o_converted := true;"
+    "      INSERT INTO tally_staged_events (user_id, type, data, created_at)"
+    "        VALUES (v_referrer, 'referral_converted',"
+    "        p_converted_ev[1] || v_referral || p_converted_ev[2], p_now);"
+    "      o_events := o_events + 1;"
+    "      IF p_reward_id IS NOT NULL THEN"
+    "        INSERT INTO tally_staged_events (user_id, type, data, created_at)"
+    "          VALUES (v_referrer, 'reward_granted', p_reward_ev, p_now);"
+    "        o_events := o_events + 1;"
+    "        INSERT INTO user_rewards (id, user_id, reward_type, reward_value, source_id,"
+    "          is_claimed, created_at, expires_at) VALUES (p_reward_id, v_referrer,"
+    "          'free_premium', p_reward_value, v_referral, 0, p_now, p_reward_expires);"
+    "      END IF;"
+    "    END IF;"
+    "  END IF;"
+    "  o_status := 'ok';"
+    " END $$;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -409,7 +539,7 @@ static int pconnect(struct pconn *c)
     if (c->pg)
         PQfinish(c->pg);
     c->n = 0; /* prepared statements died with the old session */
-    c->release_pending = c->events_staged = c->staging_ready = false;
+    c->release_pending = c->savepoint_pending = c->events_staged = c->staging_ready = false;
     c->broken = true;
     c->pg = PQconnectdb(c->url);
     char shown[1024];
@@ -551,6 +681,82 @@ bool pg_params_utf8(const struct pgp *p)
     return true;
 }
 
+static bool cached(const struct pconn *c, const char *sql)
+{
+    for (int i = 0; i < c->n; i++)
+        if (c->cache[i].sql == sql)
+            return true;
+    return false;
+}
+
+int pg_tx_flush(struct pconn *c)
+{
+    bool rel = c->release_pending, sp = c->savepoint_pending;
+    if (!rel && !sp)
+        return 0;
+    c->release_pending = c->savepoint_pending = false;
+    int e = pg_exec(c, rel && sp ? "RELEASE w; SAVEPOINT w" : rel ? "RELEASE w" : "SAVEPOINT w");
+    if (e)
+        c->broken = true; /* no savepoint to roll back to: redo the batch on a new session */
+    return e ? TE_DB : 0;
+}
+
+/* The writer's statement behind the transaction control it owes (RELEASE of the previous
+ * write's savepoint, SAVEPOINT of this write), all in one pipeline: one round trip. If the
+ * control failed (it should not: the transaction is healthy between writes), there is no
+ * savepoint to roll this write back to, so the connection is marked broken and store.c
+ * applies the batch again on a new one (nothing of it has committed). */
+static PGresult *run_pipelined(struct pconn *c, const char *name, const char *sql,
+                               const struct pgp *p)
+{
+    PGconn *pg = c->pg;
+    bool rel = c->release_pending, sp = c->savepoint_pending;
+    int n = p ? p->n : 0, n_control = (rel ? 1 : 0) + (sp ? 1 : 0);
+    const char *const *v = p ? p->v : NULL;
+    c->release_pending = c->savepoint_pending = false;
+    if (PQenterPipelineMode(pg) != 1) {
+        c->broken = true;
+        return NULL;
+    }
+    bool sent = (!rel || PQsendQueryParams(pg, "RELEASE w", 0, NULL, NULL, NULL, NULL, 0)) &&
+                (!sp || PQsendQueryParams(pg, "SAVEPOINT w", 0, NULL, NULL, NULL, NULL, 0)) &&
+                (name ? PQsendQueryPrepared(pg, name, n, v, NULL, NULL, 0)
+                      : PQsendQueryParams(pg, sql, n, NULL, v, NULL, NULL, 0)) &&
+                PQpipelineSync(pg);
+    PGresult *control_err = NULL, *res = NULL;
+    /* Each command's results end with a NULL; the sync's result ends the pipeline. Bounded:
+     * a lost connection yields errors and NULLs, never the sync. */
+    for (int cmd = 0, nulls = 0; sent && nulls <= n_control + 2;) {
+        PGresult *r = PQgetResult(pg);
+        if (!r) {
+            cmd++;
+            nulls++;
+            if (PQstatus(pg) == CONNECTION_BAD)
+                break;
+            continue;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            break;
+        }
+        if (cmd < n_control && st != PGRES_COMMAND_OK && !control_err)
+            control_err = r;
+        else if (cmd == n_control && !res)
+            res = r;
+        else
+            PQclear(r);
+    }
+    if (PQexitPipelineMode(pg) != 1 || !sent)
+        c->broken = true;
+    if (control_err) {
+        c->broken = true;
+        PQclear(res);
+        return control_err;
+    }
+    return res;
+}
+
 /* One attempt: the result (any status; NULL only when libpq had no memory or connection). */
 static PGresult *run_once(struct pconn *c, const char *sql, const struct pgp *p)
 {
@@ -561,11 +767,21 @@ static PGresult *run_once(struct pconn *c, const char *sql, const struct pgp *p)
      * no row. Both engines answer the same: no rows, nothing changed. */
     if (!pg_params_utf8(p))
         return PQmakeEmptyPGresult(c->pg, PGRES_TUPLES_OK);
+    bool owed = c->release_pending || c->savepoint_pending;
+    /* A statement's first use prepares it, a round trip of its own: let the savepoint go
+     * first, so that a failure to prepare happens inside it. */
+    if (owed && !cached(c, sql)) {
+        if (pg_tx_flush(c))
+            return NULL;
+        owed = false;
+    }
     bool failed;
     PGresult *res;
     const char *name = prepared(c, sql, &failed, &res);
     if (failed)
         return res;
+    if (owed)
+        return run_pipelined(c, name, sql, p);
     if (name)
         return PQexecPrepared(c->pg, name, n, v, NULL, NULL, 0);
     return PQexecParams(c->pg, sql, n, NULL, v, NULL, NULL, 0);
@@ -725,7 +941,7 @@ static const char SQL_STAGING[] =
 static int p_begin(void *conn)
 {
     struct pconn *c = conn;
-    c->release_pending = c->events_staged = false;
+    c->release_pending = c->savepoint_pending = c->events_staged = false;
     /* A second attempt when the server dropped the connection while it was idle. */
     for (int attempt = 0; attempt < 2; attempt++) {
         if (c->broken && pconnect(c))
@@ -753,7 +969,7 @@ static const char SQL_EVENTS_FLUSH[] =
 static int p_commit(void *conn)
 {
     struct pconn *c = conn;
-    c->release_pending = false;
+    c->release_pending = c->savepoint_pending = false; /* COMMIT releases every savepoint */
     if (c->broken)
         return TE_RETRY; /* it broke before COMMIT: nothing committed, apply the batch again */
     int e;
@@ -787,32 +1003,43 @@ static int p_commit(void *conn)
 static void p_rollback(void *conn)
 {
     struct pconn *c = conn;
-    c->release_pending = c->events_staged = false;
+    c->release_pending = c->savepoint_pending = c->events_staged = false;
     if (!c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         pg_exec(c, "ROLLBACK");
 }
 
+/* Deferred: a write's SAVEPOINT travels with its first statement (run_pipelined), so that a
+ * purchase, one statement, costs one round trip. A write that sends nothing never sends it. */
 static int p_savepoint(void *conn)
 {
     struct pconn *c = conn;
-    bool rel = c->release_pending;
-    c->release_pending = false;
-    return pg_exec(c, rel ? "RELEASE w; SAVEPOINT w" : "SAVEPOINT w");
+    if (c->broken)
+        return TE_DB;
+    c->savepoint_pending = true;
+    return 0;
 }
 
-/* Deferred: sent with the next SAVEPOINT, or made moot by COMMIT (which releases all). */
+/* Deferred: sent with the next write's first statement, or made moot by COMMIT (which releases
+ * all). A write whose SAVEPOINT was never sent has nothing to release. */
 static int p_release(void *conn)
 {
     struct pconn *c = conn;
     if (c->broken)
         return TE_DB;
-    c->release_pending = true;
+    if (c->savepoint_pending)
+        c->savepoint_pending = false;
+    else
+        c->release_pending = true;
     return 0;
 }
 
 static void p_rollback_to(void *conn)
 {
     struct pconn *c = conn;
+    /* Nothing sent since the savepoint was asked for: nothing to undo. (ROLLBACK TO w would
+     * reach the previous write's savepoint, whose RELEASE may still be owed, and undo it.) */
+    if (c->savepoint_pending)
+        return;
     c->release_pending = false;
     pg_exec(c, "ROLLBACK TO w");
 }
