@@ -539,7 +539,8 @@ static int pconnect(struct pconn *c)
     if (c->pg)
         PQfinish(c->pg);
     c->n = 0; /* prepared statements died with the old session */
-    c->release_pending = c->savepoint_pending = c->events_staged = c->staging_ready = false;
+    c->begin_pending = c->release_pending = c->savepoint_pending = false;
+    c->events_staged = c->staging_ready = false;
     c->broken = true;
     c->pg = PQconnectdb(c->url);
     char shown[1024];
@@ -691,70 +692,109 @@ static bool cached(const struct pconn *c, const char *sql)
 
 int pg_tx_flush(struct pconn *c)
 {
-    bool rel = c->release_pending, sp = c->savepoint_pending;
-    if (!rel && !sp)
+    bool begin = c->begin_pending, rel = c->release_pending, sp = c->savepoint_pending;
+    if (!begin && !rel && !sp)
         return 0;
-    c->release_pending = c->savepoint_pending = false;
-    int e = pg_exec(c, rel && sp ? "RELEASE w; SAVEPOINT w" : rel ? "RELEASE w" : "SAVEPOINT w");
+    c->begin_pending = c->release_pending = c->savepoint_pending = false;
+    char sql[64];
+    snprintf(sql, sizeof sql, "%s%s%s", begin ? "BEGIN;" : "", rel ? "RELEASE w;" : "",
+             sp ? "SAVEPOINT w" : "");
+    int e = pg_exec(c, sql);
     if (e)
         c->broken = true; /* no savepoint to roll back to: redo the batch on a new session */
     return e ? TE_DB : 0;
 }
 
-/* The writer's statement behind the transaction control it owes (RELEASE of the previous
- * write's savepoint, SAVEPOINT of this write), all in one pipeline: one round trip. If the
+/* One statement of a pipeline: a prepared statement's name, or NULL to send sql itself. */
+struct pstmt {
+    const char *name;
+    const char *sql;
+    const struct pgp *p;
+};
+
+/* Send st[0..n) in one pipeline (one round trip) and put each one's result in res[i] (the
+ * caller PQclear()s them): its own, PGRES_PIPELINE_ABORTED when an earlier one failed, NULL
+ * when the connection was lost first. Marks c broken if the connection did not come back to
+ * a clean state. */
+static void pipeline(struct pconn *c, const struct pstmt *st, int n, PGresult **res)
+{
+    PGconn *pg = c->pg;
+    for (int i = 0; i < n; i++)
+        res[i] = NULL;
+    if (PQenterPipelineMode(pg) != 1) {
+        c->broken = true;
+        return;
+    }
+    bool sent = true;
+    for (int i = 0; i < n && sent; i++) {
+        int np = st[i].p ? st[i].p->n : 0;
+        const char *const *v = st[i].p ? st[i].p->v : NULL;
+        sent = st[i].name ? PQsendQueryPrepared(pg, st[i].name, np, v, NULL, NULL, 0)
+                          : PQsendQueryParams(pg, st[i].sql, np, NULL, v, NULL, NULL, 0);
+    }
+    sent = sent && PQpipelineSync(pg);
+    /* Each statement's results end with a NULL; the sync's result ends the pipeline. Bounded:
+     * a lost connection yields errors and NULLs, never the sync. */
+    for (int i = 0, nulls = 0; sent && nulls <= n + 1;) {
+        PGresult *r = PQgetResult(pg);
+        if (!r) {
+            i++;
+            nulls++;
+            if (PQstatus(pg) == CONNECTION_BAD)
+                break;
+            continue;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            break;
+        }
+        if (i < n && !res[i])
+            res[i] = r;
+        else
+            PQclear(r);
+    }
+    if (PQexitPipelineMode(pg) != 1 || !sent)
+        c->broken = true;
+}
+
+static bool result_ok(const PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    return r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+}
+
+/* The writer's statement behind the transaction control it owes (the batch's BEGIN, RELEASE
+ * of the previous write's savepoint, SAVEPOINT of this write), all in one pipeline: one round
+ * trip. If the
  * control failed (it should not: the transaction is healthy between writes), there is no
  * savepoint to roll this write back to, so the connection is marked broken and store.c
  * applies the batch again on a new one (nothing of it has committed). */
 static PGresult *run_pipelined(struct pconn *c, const char *name, const char *sql,
                                const struct pgp *p)
 {
-    PGconn *pg = c->pg;
-    bool rel = c->release_pending, sp = c->savepoint_pending;
-    int n = p ? p->n : 0, n_control = (rel ? 1 : 0) + (sp ? 1 : 0);
-    const char *const *v = p ? p->v : NULL;
-    c->release_pending = c->savepoint_pending = false;
-    if (PQenterPipelineMode(pg) != 1) {
-        c->broken = true;
-        return NULL;
-    }
-    bool sent = (!rel || PQsendQueryParams(pg, "RELEASE w", 0, NULL, NULL, NULL, NULL, 0)) &&
-                (!sp || PQsendQueryParams(pg, "SAVEPOINT w", 0, NULL, NULL, NULL, NULL, 0)) &&
-                (name ? PQsendQueryPrepared(pg, name, n, v, NULL, NULL, 0)
-                      : PQsendQueryParams(pg, sql, n, NULL, v, NULL, NULL, 0)) &&
-                PQpipelineSync(pg);
-    PGresult *control_err = NULL, *res = NULL;
-    /* Each command's results end with a NULL; the sync's result ends the pipeline. Bounded:
-     * a lost connection yields errors and NULLs, never the sync. */
-    for (int cmd = 0, nulls = 0; sent && nulls <= n_control + 2;) {
-        PGresult *r = PQgetResult(pg);
-        if (!r) {
-            cmd++;
-            nulls++;
-            if (PQstatus(pg) == CONNECTION_BAD)
-                break;
-            continue;
+    struct pstmt st[4];
+    int n = 0;
+    if (c->begin_pending)
+        st[n++] = (struct pstmt){NULL, "BEGIN", NULL};
+    if (c->release_pending)
+        st[n++] = (struct pstmt){NULL, "RELEASE w", NULL};
+    if (c->savepoint_pending)
+        st[n++] = (struct pstmt){NULL, "SAVEPOINT w", NULL};
+    st[n++] = (struct pstmt){name, sql, p};
+    c->begin_pending = c->release_pending = c->savepoint_pending = false;
+    PGresult *res[4];
+    pipeline(c, st, n, res);
+    for (int i = 0; i < n - 1; i++) {
+        if (!result_ok(res[i])) {
+            c->broken = true;
+            for (int k = 0; k < n; k++)
+                if (k != i)
+                    PQclear(res[k]);
+            return res[i];
         }
-        ExecStatusType st = PQresultStatus(r);
-        if (st == PGRES_PIPELINE_SYNC) {
-            PQclear(r);
-            break;
-        }
-        if (cmd < n_control && st != PGRES_COMMAND_OK && !control_err)
-            control_err = r;
-        else if (cmd == n_control && !res)
-            res = r;
-        else
-            PQclear(r);
+        PQclear(res[i]);
     }
-    if (PQexitPipelineMode(pg) != 1 || !sent)
-        c->broken = true;
-    if (control_err) {
-        c->broken = true;
-        PQclear(res);
-        return control_err;
-    }
-    return res;
+    return res[n - 1];
 }
 
 /* One attempt: the result (any status; NULL only when libpq had no memory or connection). */
@@ -767,7 +807,7 @@ static PGresult *run_once(struct pconn *c, const char *sql, const struct pgp *p)
      * no row. Both engines answer the same: no rows, nothing changed. */
     if (!pg_params_utf8(p))
         return PQmakeEmptyPGresult(c->pg, PGRES_TUPLES_OK);
-    bool owed = c->release_pending || c->savepoint_pending;
+    bool owed = c->begin_pending || c->release_pending || c->savepoint_pending;
     /* A statement's first use prepares it, a round trip of its own: let the savepoint go
      * first, so that a failure to prepare happens inside it. */
     if (owed && !cached(c, sql)) {
@@ -787,6 +827,8 @@ static PGresult *run_once(struct pconn *c, const char *sql, const struct pgp *p)
     return PQexecParams(c->pg, sql, n, NULL, v, NULL, NULL, 0);
 }
 
+static int writer_session(struct pconn *c);
+
 PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_unique, int *err)
 {
     int dummy;
@@ -799,6 +841,7 @@ PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_u
             *err = c->writer ? TE_DB : TE_UNAVAILABLE; /* a reader: the database is down */
             return NULL;
         }
+        bool fresh = c->writer && c->begin_pending, sp = c->savepoint_pending;
         PGresult *r = run_once(c, sql, p);
         ExecStatusType st = PQresultStatus(r);
         if (r && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
@@ -807,6 +850,19 @@ PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_u
         if (c->broken && !c->writer && attempt == 0) {
             PQclear(r);
             log_warn("postgres: connection lost; reconnecting to run the read again");
+            continue;
+        }
+        /* The writer's batch had sent nothing before this (its BEGIN went with it): the
+         * session was dropped while idle between batches. A new session, and again. */
+        if (c->broken && fresh && attempt == 0) {
+            PQclear(r);
+            log_warn("postgres: writer connection lost between batches; reconnecting");
+            if (writer_session(c)) {
+                *err = TE_DB;
+                return NULL;
+            }
+            c->begin_pending = true;
+            c->savepoint_pending = sp;
             continue;
         }
         if (on_unique && strcmp(sqlstate(r), "23505") == 0)
@@ -938,23 +994,31 @@ static const char SQL_STAGING[] =
     "CREATE TEMP TABLE IF NOT EXISTS tally_staged_events (n BIGSERIAL, user_id TEXT NOT NULL,"
     " type TEXT NOT NULL, data TEXT NOT NULL, created_at BIGINT NOT NULL) ON COMMIT DELETE ROWS";
 
+/* (Re)connect the writer if needed and make sure its staging table exists. */
+static int writer_session(struct pconn *c)
+{
+    if (c->broken && pconnect(c))
+        return TE_UNAVAILABLE; /* the database is unreachable: 503, retry later */
+    int rc = c->staging_ready ? 0 : pg_exec(c, SQL_STAGING);
+    if (rc == 0)
+        c->staging_ready = true;
+    return rc;
+}
+
+/* Deferred: BEGIN travels with the batch's first statement (run_pipelined). A session the
+ * server dropped while idle shows then, and pg_run reconnects and sends it all again. */
 static int p_begin(void *conn)
 {
     struct pconn *c = conn;
     c->release_pending = c->savepoint_pending = c->events_staged = false;
-    /* A second attempt when the server dropped the connection while it was idle. */
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (c->broken && pconnect(c))
-            return TE_UNAVAILABLE; /* the database is unreachable: 503, retry later */
-        int rc = c->staging_ready ? 0 : pg_exec(c, SQL_STAGING);
-        if (rc == 0) {
-            c->staging_ready = true;
-            rc = pg_exec(c, "BEGIN");
-        }
-        if (rc == 0 || !c->broken)
-            return rc;
-    }
-    return TE_UNAVAILABLE;
+    c->begin_pending = false;
+    int rc = writer_session(c);
+    if (rc && c->broken)
+        rc = writer_session(c); /* dropped while idle: a new session, once */
+    if (rc)
+        return c->broken ? TE_UNAVAILABLE : rc;
+    c->begin_pending = true;
+    return 0;
 }
 
 /* Held from the flush to the end of COMMIT: event ids are assigned and become visible in order,
@@ -966,20 +1030,59 @@ static const char SQL_EVENTS_FLUSH[] =
     "INSERT INTO events (user_id, type, data, created_at)"
     " SELECT user_id, type, data, created_at FROM tally_staged_events ORDER BY n";
 
+/* The flush of the staged events and the COMMIT, in one pipeline (one round trip). Returns
+ * the COMMIT's result; or NULL with *err set when the lock or the flush failed, so that the
+ * transaction did not commit (the server skips the rest of a pipeline after an error). */
+static PGresult *commit_with_events(struct pconn *c, int *err)
+{
+    bool failed;
+    PGresult *res[3];
+    struct pstmt st[3] = {{NULL, SQL_EVENTS_LOCK, NULL},
+                          {NULL, SQL_EVENTS_FLUSH, NULL},
+                          {NULL, "COMMIT", NULL}};
+    for (int i = 0; i < 2; i++) {
+        st[i].name = prepared(c, st[i].sql, &failed, &res[0]);
+        if (failed) {
+            *err = pg_fail(c, res[0], st[i].sql);
+            PQclear(res[0]);
+            return NULL; /* before COMMIT was sent: nothing committed */
+        }
+    }
+    pipeline(c, st, 3, res);
+    for (int i = 0; i < 2; i++) {
+        if (res[i] && !result_ok(res[i])) {
+            /* the server refused it: the COMMIT behind it was skipped */
+            *err = pg_fail(c, res[i], st[i].sql);
+            if (c->broken)
+                *err = TE_RETRY; /* apply the batch again, on a new connection */
+            for (int k = 0; k < 3; k++)
+                PQclear(res[k]);
+            return NULL;
+        }
+        PQclear(res[i]);
+    }
+    return res[2]; /* NULL if the connection was lost: the COMMIT's outcome is unknown */
+}
+
 static int p_commit(void *conn)
 {
     struct pconn *c = conn;
     c->release_pending = c->savepoint_pending = false; /* COMMIT releases every savepoint */
+    if (c->begin_pending) {
+        c->begin_pending = c->events_staged = false;
+        return 0; /* the batch sent nothing: nothing to commit */
+    }
     if (c->broken)
         return TE_RETRY; /* it broke before COMMIT: nothing committed, apply the batch again */
-    int e;
+    PGresult *r;
     if (c->events_staged) {
         c->events_staged = false;
-        if ((e = pg_write(c, SQL_EVENTS_LOCK, NULL, 0, NULL)) ||
-            (e = pg_write(c, SQL_EVENTS_FLUSH, NULL, 0, NULL)))
-            return c->broken ? TE_RETRY : e;
+        int e = 0;
+        if (!(r = commit_with_events(c, &e)) && e)
+            return e;
+    } else {
+        r = PQexec(c->pg, "COMMIT");
     }
-    PGresult *r = PQexec(c->pg, "COMMIT");
     int rc = 0;
     if (PQresultStatus(r) == PGRES_COMMAND_OK) {
         /* COMMIT of an aborted transaction "succeeds" as ROLLBACK */
@@ -1003,7 +1106,7 @@ static int p_commit(void *conn)
 static void p_rollback(void *conn)
 {
     struct pconn *c = conn;
-    c->release_pending = c->savepoint_pending = c->events_staged = false;
+    c->begin_pending = c->release_pending = c->savepoint_pending = c->events_staged = false;
     if (!c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         pg_exec(c, "ROLLBACK");
 }

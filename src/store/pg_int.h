@@ -12,8 +12,9 @@
  *    (UUIDv7 strings) and integer keys BIGINT/BIGSERIAL, so struct fields map one to one.
  *  - Writes run inside the writer's transaction (store.c: BEGIN, a SAVEPOINT per write). A
  *    failed statement aborts the savepoint; the caller rolls it back. The SAVEPOINT (and the
- *    RELEASE of the write before) is not sent on its own: pg_run sends it in one pipeline with
- *    the write's first statement, so a write of one statement costs one round trip. Code that
+ *    RELEASE of the write before, or the batch's BEGIN) is not sent on its own: pg_run sends
+ *    it in one pipeline with the write's first statement, so a write of one statement costs
+ *    one round trip. Code that
  *    sends SQL on the writer's connection other than through pg_run calls pg_tx_flush first. */
 #ifndef TALLY_PG_INT_H
 #define TALLY_PG_INT_H
@@ -34,6 +35,7 @@ struct pconn {
     char url[1024];
     /* pg.c's transaction state (writer): a RELEASE deferred to the next SAVEPOINT's round
      * trip, and whether this transaction staged events (flushed in commit order by commit). */
+    bool begin_pending;     /* the batch's BEGIN, owed until its first statement */
     bool release_pending;
     bool savepoint_pending; /* this write's SAVEPOINT, owed until its first statement */
     bool events_staged;
@@ -65,7 +67,7 @@ bool pg_params_utf8(const struct pgp *p);
 /* Log the failure of what (with the server's message) and return the TE_* it maps to:
  * TE_RETRY for serialization failures and deadlocks (40001, 40P01), TE_DB otherwise. */
 int pg_fail(struct pconn *c, const PGresult *r, const char *what);
-/* Send the RELEASE/SAVEPOINT owed by the writer's transaction, if any (one round trip). For
+/* Send the BEGIN/RELEASE/SAVEPOINT owed by the writer's transaction, if any (one round trip). For
  * code that talks to the writer's connection without pg_run. 0 or TE_DB. */
 int pg_tx_flush(struct pconn *c);
 /* Run SQL without parameters or results (may hold several statements). 0 or TE_DB. */
