@@ -319,10 +319,10 @@ static const char *const migrations[] = {
     /* 6: the leaderboard reads referrer, time and status from one covering index */
     "CREATE INDEX idx_referrals_leaderboard ON referrals(referrer_user_id, created_at, status);",
 
-    /* 7: a whole purchase in one statement, so that it costs one round trip (pg_money.c,
-     * apply_purchase, holds the contract: C computes the money, the ids and the event texts;
-     * this walks the referrer chain, writes the rows and answers a status, never raising for
-     * an expected outcome). Statement for statement what apply_purchase did before. */
+    /* 7: a whole purchase in one statement, so that it costs one round trip, and a batch of
+     * them one pipeline (pg_money.c, apply_purchase, holds the contract: C computes the money,
+     * the ids and the event texts; this walks the referrer chain, writes the rows and answers
+     * a status, never raising). Statement for statement what apply_purchase did before. */
     "CREATE FUNCTION tally_purchase(p_id text, p_retailer_key text, p_txid text, p_user text,"
     "  p_retailer text, p_product text, p_quantity bigint, p_amount bigint, p_occurred bigint,"
     "  p_fingerprint text, p_promotion text, p_points bigint, p_cents bigint[], p_bps int[],"
@@ -332,7 +332,7 @@ static const char *const migrations[] = {
     "  OUT o_status text, OUT o_purchase_id text, OUT o_user_id text, OUT o_amount bigint,"
     "  OUT o_points_awarded bigint, OUT o_points_balance bigint, OUT o_converted boolean,"
     "  OUT o_users text[], OUT o_levels int[], OUT o_bps int[], OUT o_cents bigint[],"
-    "  OUT o_events int)"
+    "  OUT o_events int, OUT o_error text)"
     " LANGUAGE plpgsql VOLATILE AS $$"
     " DECLARE"
     "  v_ref text; v_bal bigint; v_pending boolean; v_fp text; v_rows bigint;"
@@ -340,6 +340,10 @@ static const char *const migrations[] = {
     " BEGIN"
     "  o_converted := false; o_events := 0;"
     "  o_users := '{}'; o_levels := '{}'; o_bps := '{}'; o_cents := '{}';"
+    /* The block is a subtransaction: an unexpected error undoes this purchase alone and is
+     * answered as a status ('retry' for deadlocks and serialization failures), so that the
+     * caller needs no savepoint (pg_defer). */
+    "  BEGIN"
     /* the money lock of pg_money.c (money_lock): re-entrant, held to COMMIT */
     "  PERFORM pg_advisory_xact_lock(500086551677);"
     "  SELECT u.referred_by, COALESCE((SELECT w.points FROM wallets w WHERE w.user_id = u.id), 0),"
@@ -447,6 +451,12 @@ static const char *const migrations[] = {
     "    END IF;"
     "  END IF;"
     "  o_status := 'ok';"
+    "  EXCEPTION WHEN OTHERS THEN"
+    "    o_status := CASE WHEN SQLSTATE IN ('40001', '40P01') THEN 'retry' ELSE 'error' END;"
+    "    o_error := SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')';"
+    "    o_converted := false; o_events := 0;"
+    "    o_users := '{}'; o_levels := '{}'; o_bps := '{}'; o_cents := '{}';"
+    "  END;"
     " END $$;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
@@ -539,8 +549,9 @@ static int pconnect(struct pconn *c)
     if (c->pg)
         PQfinish(c->pg);
     c->n = 0; /* prepared statements died with the old session */
-    c->begin_pending = c->release_pending = c->savepoint_pending = false;
-    c->events_staged = c->staging_ready = false;
+    c->begin_pending = c->release_pending = c->savepoint_pending = c->write_unsaved = false;
+    c->events_staged = c->staging_ready = c->piped = false;
+    c->n_queued = 0;
     c->broken = true;
     c->pg = PQconnectdb(c->url);
     char shown[1024];
@@ -623,8 +634,12 @@ static void p_close(void *conn)
     free(c);
 }
 
+static void pipe_drain(struct pconn *c);
+
 int pg_exec(struct pconn *c, const char *sql)
 {
+    if (c->piped)
+        pipe_drain(c); /* the deferred writes' results first (pg_defer) */
     if (c->broken || !c->pg)
         return TE_DB;
     PGresult *r = PQexec(c->pg, sql);
@@ -692,6 +707,8 @@ static bool cached(const struct pconn *c, const char *sql)
 
 int pg_tx_flush(struct pconn *c)
 {
+    if (c->piped)
+        pipe_drain(c);
     bool begin = c->begin_pending, rel = c->release_pending, sp = c->savepoint_pending;
     if (!begin && !rel && !sp)
         return 0;
@@ -807,6 +824,11 @@ static PGresult *run_once(struct pconn *c, const char *sql, const struct pgp *p)
      * no row. Both engines answer the same: no rows, nothing changed. */
     if (!pg_params_utf8(p))
         return PQmakeEmptyPGresult(c->pg, PGRES_TUPLES_OK);
+    if (c->piped) {
+        pipe_drain(c); /* the deferred writes' results first (pg_defer) */
+        if (c->broken)
+            return NULL;
+    }
     bool owed = c->begin_pending || c->release_pending || c->savepoint_pending;
     /* A statement's first use prepares it, a round trip of its own: let the savepoint go
      * first, so that a failure to prepare happens inside it. */
@@ -1011,7 +1033,17 @@ static int p_begin(void *conn)
 {
     struct pconn *c = conn;
     c->release_pending = c->savepoint_pending = c->events_staged = false;
-    c->begin_pending = false;
+    c->begin_pending = c->write_unsaved = false;
+    /* A session the server ended while idle has said so (an error, then end of file): read
+     * that now, without a round trip (libpq's socket never blocks here), rather than learn it
+     * from the batch's pipeline, where a lost connection leaves the COMMIT's outcome unknown. */
+    bool gone = false; /* twice: the first read may take the error, the second the end */
+    for (int i = 0; i < 2 && !c->broken && !gone; i++)
+        gone = PQconsumeInput(c->pg) != 1 || PQstatus(c->pg) != CONNECTION_OK;
+    if (gone) {
+        log_warn("postgres: writer connection lost between batches; reconnecting");
+        c->broken = true;
+    }
     int rc = writer_session(c);
     if (rc && c->broken)
         rc = writer_session(c); /* dropped while idle: a new session, once */
@@ -1030,9 +1062,155 @@ static const char SQL_EVENTS_FLUSH[] =
     "INSERT INTO events (user_id, type, data, created_at)"
     " SELECT user_id, type, data, created_at FROM tally_staged_events ORDER BY n";
 
-/* The flush of the staged events and the COMMIT, in one pipeline (one round trip). Returns
- * the COMMIT's result; or NULL with *err set when the lock or the flush failed, so that the
- * transaction did not commit (the server skips the rest of a pipeline after an error). */
+/* ---- the writer's pipeline: deferred writes (pg_defer) ----
+ *
+ * A deferred write is sent at once and its result read later, all of them in order, when the
+ * pipeline is read: by the next statement that is not deferred (pipe_drain), or by commit(),
+ * whose events flush and COMMIT join the same pipeline. A batch of purchases is then one round
+ * trip. Results are read with the statements' order; a lost connection leaves the remaining
+ * writes unsettled (commit() answers for them). */
+
+/* Sends one statement into the pipeline, entering pipeline mode (with the BEGIN and RELEASE
+ * owed, queued as control) if needed. 0 or TE_DB. */
+static int pipe_send(struct pconn *c, const char *name, const char *sql, const struct pgp *p,
+                     struct store_write *w, pg_done_fn done)
+{
+    PGconn *pg = c->pg;
+    if (!c->piped) {
+        if (PQenterPipelineMode(pg) != 1) {
+            c->broken = true;
+            return TE_DB;
+        }
+        c->piped = true;
+        c->n_queued = 0;
+        const char *control[2];
+        int n = 0;
+        if (c->begin_pending)
+            control[n++] = "BEGIN";
+        if (c->release_pending)
+            control[n++] = "RELEASE w";
+        c->begin_pending = c->release_pending = false;
+        for (int i = 0; i < n; i++) {
+            if (!PQsendQueryParams(pg, control[i], 0, NULL, NULL, NULL, NULL, 0)) {
+                c->broken = true;
+                return TE_DB;
+            }
+            c->queued[c->n_queued].w = NULL;
+            c->queued[c->n_queued++].done = NULL;
+        }
+    }
+    int np = p ? p->n : 0;
+    const char *const *v = p ? p->v : NULL;
+    int ok = name ? PQsendQueryPrepared(pg, name, np, v, NULL, NULL, 0)
+                  : PQsendQueryParams(pg, sql, np, NULL, v, NULL, NULL, 0);
+    if (!ok) {
+        c->broken = true;
+        return TE_DB;
+    }
+    if (done) {
+        c->queued[c->n_queued].w = w;
+        c->queued[c->n_queued++].done = done;
+    }
+    return 0;
+}
+
+/* The next statement's result (its first; the rest and the NULL that ends it consumed), or
+ * NULL once the connection is lost. */
+static PGresult *pipe_next(struct pconn *c)
+{
+    if (c->broken)
+        return NULL;
+    PGresult *r = PQgetResult(c->pg);
+    if (!r || PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+        PQclear(r);
+        c->broken = true; /* out of step with the server: start over on a new session */
+        return NULL;
+    }
+    PGresult *more;
+    for (int i = 0; i < 4 && (more = PQgetResult(c->pg)); i++)
+        PQclear(more);
+    return r;
+}
+
+/* Sync the pipeline and read it: each deferred write's result through its done (settling
+ * w->rc), then the results of the last n_tail statements sent (not queued) into tail[] for the
+ * caller, who PQclear()s them. A write whose result never came gets unsettled_rc. */
+static void pipe_read(struct pconn *c, PGresult **tail, int n_tail, int unsettled_rc)
+{
+    if (!c->broken && PQpipelineSync(c->pg) != 1)
+        c->broken = true;
+    for (int i = 0; i < c->n_queued; i++) {
+        PGresult *r = pipe_next(c);
+        struct store_write *w = c->queued[i].w;
+        if (!w) {
+            if (r && PQresultStatus(r) != PGRES_COMMAND_OK)
+                pg_fail(c, r, "transaction control");
+            if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+                c->broken = true; /* no BEGIN or RELEASE: this batch cannot stand */
+        } else {
+            w->rc = r ? c->queued[i].done(c, w, r) : unsettled_rc;
+        }
+        PQclear(r);
+    }
+    for (int i = 0; i < n_tail; i++)
+        tail[i] = pipe_next(c);
+    if (!c->broken) {
+        PGresult *r = PQgetResult(c->pg);
+        if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+            c->broken = true;
+        PQclear(r);
+    }
+    if (PQexitPipelineMode(c->pg) != 1)
+        c->broken = true;
+    c->piped = false;
+    c->n_queued = 0;
+}
+
+/* Read the deferred writes' results before a statement that is not deferred. */
+static void pipe_drain(struct pconn *c)
+{
+    pipe_read(c, NULL, 0, TE_DB); /* lost: nothing committed, and commit() says so */
+}
+
+int pg_defer(struct pconn *c, const char *sql, const struct pgp *p, struct store_write *w,
+             pg_done_fn done)
+{
+    if (c->broken)
+        return TE_DB;
+    if (c->piped && (c->n_queued >= PG_PIPELINE_MAX || !cached(c, sql)))
+        pipe_drain(c); /* bounded in flight; and PQprepare cannot run in a pipeline */
+    if (c->broken)
+        return TE_DB;
+    bool failed;
+    PGresult *res;
+    const char *name = NULL;
+    if (!c->piped) {
+        /* prepared now: commit() sends these into the pipeline */
+        const char *const need[3] = {SQL_EVENTS_LOCK, SQL_EVENTS_FLUSH, sql};
+        for (int i = 0; i < 3; i++) {
+            name = prepared(c, need[i], &failed, &res);
+            if (failed) {
+                int e = pg_fail(c, res, need[i]);
+                PQclear(res);
+                return e;
+            }
+        }
+    } else {
+        name = prepared(c, sql, &failed, &res); /* cached: a lookup */
+    }
+    int e = pipe_send(c, name, sql, p, w, done);
+    if (e)
+        return e;
+    c->savepoint_pending = false; /* not needed: the statement undoes its own failures */
+    c->write_unsaved = true;
+    c->events_staged = true;      /* it may stage events: commit() flushes */
+    return 0;
+}
+
+/* The flush of the staged events and the COMMIT, in one pipeline with the deferred writes if
+ * any (one round trip). Returns the COMMIT's result; or NULL with *err set when the lock or
+ * the flush failed, so that the transaction did not commit (the server skips the rest of a
+ * pipeline after an error). */
 static PGresult *commit_with_events(struct pconn *c, int *err)
 {
     bool failed;
@@ -1041,6 +1219,10 @@ static PGresult *commit_with_events(struct pconn *c, int *err)
                           {NULL, SQL_EVENTS_FLUSH, NULL},
                           {NULL, "COMMIT", NULL}};
     for (int i = 0; i < 2; i++) {
+        if (c->piped) {
+            st[i].name = cached(c, st[i].sql) ? prepared(c, st[i].sql, &failed, &res[0]) : NULL;
+            continue; /* prepared by pg_defer (NULL: the cache was full, sent unnamed) */
+        }
         st[i].name = prepared(c, st[i].sql, &failed, &res[0]);
         if (failed) {
             *err = pg_fail(c, res[0], st[i].sql);
@@ -1048,7 +1230,15 @@ static PGresult *commit_with_events(struct pconn *c, int *err)
             return NULL; /* before COMMIT was sent: nothing committed */
         }
     }
-    pipeline(c, st, 3, res);
+    if (!c->piped) {
+        pipeline(c, st, 3, res);
+    } else {
+        for (int i = 0; i < 3 && !c->broken; i++)
+            pipe_send(c, st[i].name, st[i].sql, NULL, NULL, NULL);
+        /* a deferred write whose answer was lost with the connection: COMMIT was sent, so its
+         * outcome is the COMMIT's (0 here: commit()'s answer, unknown, becomes its) */
+        pipe_read(c, res, 3, 0);
+    }
     for (int i = 0; i < 2; i++) {
         if (res[i] && !result_ok(res[i])) {
             /* the server refused it: the COMMIT behind it was skipped */
@@ -1075,7 +1265,7 @@ static int p_commit(void *conn)
     if (c->broken)
         return TE_RETRY; /* it broke before COMMIT: nothing committed, apply the batch again */
     PGresult *r;
-    if (c->events_staged) {
+    if (c->events_staged || c->piped) {
         c->events_staged = false;
         int e = 0;
         if (!(r = commit_with_events(c, &e)) && e)
@@ -1106,7 +1296,10 @@ static int p_commit(void *conn)
 static void p_rollback(void *conn)
 {
     struct pconn *c = conn;
+    if (c->piped)
+        pipe_drain(c);
     c->begin_pending = c->release_pending = c->savepoint_pending = c->events_staged = false;
+    c->write_unsaved = false;
     if (!c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         pg_exec(c, "ROLLBACK");
 }
@@ -1129,7 +1322,9 @@ static int p_release(void *conn)
     struct pconn *c = conn;
     if (c->broken)
         return TE_DB;
-    if (c->savepoint_pending)
+    if (c->write_unsaved)
+        c->write_unsaved = false; /* a deferred write: it took no savepoint */
+    else if (c->savepoint_pending)
         c->savepoint_pending = false;
     else
         c->release_pending = true;
@@ -1142,6 +1337,9 @@ static void p_rollback_to(void *conn)
     /* Nothing sent since the savepoint was asked for: nothing to undo. (ROLLBACK TO w would
      * reach the previous write's savepoint, whose RELEASE may still be owed, and undo it.) */
     if (c->savepoint_pending)
+        return;
+    /* A deferred write took no savepoint: it undoes its own failures (pg_defer). */
+    if (c->write_unsaved)
         return;
     c->release_pending = false;
     pg_exec(c, "ROLLBACK TO w");

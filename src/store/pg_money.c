@@ -271,7 +271,7 @@ static int load_commissions(struct pconn *c, const char *purchase_id, struct com
  * that savepoint in the same round trip as the call. */
 static const char SQL_PURCHASE_APPLY[] =
     "SELECT o_status, o_purchase_id, o_user_id, o_amount, o_points_awarded, o_points_balance,"
-    " o_converted::int, o_users, o_levels, o_bps, o_cents, o_events"
+    " o_converted::int, o_users, o_levels, o_bps, o_cents, o_events, o_error"
     " FROM tally_purchase($1, $2, $3, $4, $5, $6, $7::bigint, $8::bigint, $9::bigint, $10, $11,"
     " $12::bigint, $13::bigint[], $14::int[], $15::boolean, $16::text[], $17::text[],"
     " $18::text[], $19, $20, $21, $22::bigint, $23::bigint)";
@@ -352,6 +352,71 @@ static int array_parse(const char *s, char *items, size_t cap, int max)
             s++;
     }
     return n;
+}
+
+/* tally_purchase()'s answer into w->out; returns w's TE_*. */
+static int purchase_done(struct pconn *c, struct store_write *w, const PGresult *r)
+{
+    __typeof__(w->out.purchase) *out = &w->out.purchase;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return pg_fail(c, r, "purchase"); /* not even the function ran (connection, cancel) */
+    if (PQntuples(r) != 1) {
+        log_error("postgres: tally_purchase answered %d rows", PQntuples(r));
+        return TE_DB;
+    }
+    char status[16];
+    pg_col_text(r, 0, 0, status, sizeof status);
+    if (strcmp(status, "no_user") == 0)
+        return TE_USER_NOT_FOUND;
+    if (strcmp(status, "retry") == 0 || strcmp(status, "error") == 0) {
+        /* undone by the function; retry: a deadlock or a serialization failure (store.c
+         * applies it again once the batch has committed), or the purchase's row not visible,
+         * possible only under an isolation stricter than READ COMMITTED */
+        char why[256];
+        pg_col_text(r, 0, 12, why, sizeof why);
+        if (status[0] == 'r') {
+            log_warn("postgres: purchase: %s (retrying)", why[0] ? why : "row not visible");
+            return TE_RETRY;
+        }
+        log_error("postgres: purchase: %s", why);
+        return TE_DB;
+    }
+    pg_col_text(r, 0, 1, out->purchase_id, sizeof out->purchase_id);
+    pg_col_text(r, 0, 2, out->user_id, sizeof out->user_id);
+    out->amount_cents = pg_col_int(r, 0, 3);
+    out->points_awarded = pg_col_int(r, 0, 4);
+    out->points_balance = pg_col_int(r, 0, 5);
+    out->converted = pg_col_int(r, 0, 6) != 0;
+    char users[LIMIT_COMMISSION_LEVELS][ID_LEN + 1], nums[3][LIMIT_COMMISSION_LEVELS][24];
+    int n = array_parse(PQgetvalue(r, 0, 7), users[0], sizeof users[0], LIMIT_COMMISSION_LEVELS);
+    for (int k = 0; k < 3; k++)
+        if (array_parse(PQgetvalue(r, 0, 8 + k), nums[k][0], sizeof nums[k][0],
+                        LIMIT_COMMISSION_LEVELS) != n)
+            n = -1;
+    if (n < 0) {
+        log_error("postgres: tally_purchase answered commissions of different lengths");
+        return TE_INTERNAL;
+    }
+    for (int i = 0; i < n; i++) {
+        struct commission *cm = &out->commissions[out->n_commissions++];
+        str_copy(cm->user_id, sizeof cm->user_id, users[i]);
+        cm->level = (int)strtol(nums[0][i], NULL, 10);
+        cm->bps = (int)strtol(nums[1][i], NULL, 10);
+        cm->cents = strtoll(nums[2][i], NULL, 10);
+    }
+    if (strcmp(status, "mismatch") == 0)
+        return TE_IDEMPOTENCY_MISMATCH;
+    if (strcmp(status, "duplicate") == 0) {
+        out->duplicate = true;
+        return 0;
+    }
+    if (strcmp(status, "ok") != 0) {
+        log_error("postgres: tally_purchase answered an unknown status '%s'", status);
+        return TE_INTERNAL;
+    }
+    if (pg_col_int(r, 0, 11) > 0)
+        c->events_staged = true; /* commit() moves them into events */
+    return 0;
 }
 
 static int apply_purchase(struct pconn *c, struct store_write *w)
@@ -440,60 +505,11 @@ static int apply_purchase(struct pconn *c, struct store_write *w)
     pgp_text(&p, reward_ev);
     pgp_int(&p, now + in->reward.claim_ttl_ms);
     pgp_int(&p, now);
-    PGresult *r = query(c, SQL_PURCHASE_APPLY, &p, &e);
-    if (!r)
-        return e;
-    if (PQntuples(r) != 1) {
-        /* no row: the buyer's id was not UTF-8 (pg_run runs nothing then), so names nobody */
-        PQclear(r);
+    /* Text that is not UTF-8 names nothing stored (pg_run's rule): only the buyer's id can be
+     * such text here (the rest is checked clean at the door or made here). */
+    if (!pg_params_utf8(&p))
         return TE_USER_NOT_FOUND;
-    }
-    char status[16];
-    pg_col_text(r, 0, 0, status, sizeof status);
-    if (strcmp(status, "no_user") == 0 || strcmp(status, "retry") == 0) {
-        PQclear(r);
-        /* retry: the conflicting purchase is not visible to us, possible only under an
-         * isolation stricter than READ COMMITTED; running the write again will see it */
-        return status[0] == 'n' ? TE_USER_NOT_FOUND : TE_RETRY;
-    }
-    pg_col_text(r, 0, 1, out->purchase_id, sizeof out->purchase_id);
-    pg_col_text(r, 0, 2, out->user_id, sizeof out->user_id);
-    out->amount_cents = pg_col_int(r, 0, 3);
-    out->points_awarded = pg_col_int(r, 0, 4);
-    out->points_balance = pg_col_int(r, 0, 5);
-    out->converted = pg_col_int(r, 0, 6) != 0;
-    char users[LIMIT_COMMISSION_LEVELS][ID_LEN + 1], nums[3][LIMIT_COMMISSION_LEVELS][24];
-    int n = array_parse(PQgetvalue(r, 0, 7), users[0], sizeof users[0], LIMIT_COMMISSION_LEVELS);
-    for (int k = 0; k < 3; k++)
-        if (array_parse(PQgetvalue(r, 0, 8 + k), nums[k][0], sizeof nums[k][0],
-                        LIMIT_COMMISSION_LEVELS) != n)
-            n = -1;
-    int64_t events = pg_col_int(r, 0, 11);
-    PQclear(r);
-    if (n < 0) {
-        log_error("postgres: tally_purchase answered commissions of different lengths");
-        return TE_INTERNAL;
-    }
-    for (int i = 0; i < n; i++) {
-        struct commission *cm = &out->commissions[out->n_commissions++];
-        str_copy(cm->user_id, sizeof cm->user_id, users[i]);
-        cm->level = (int)strtol(nums[0][i], NULL, 10);
-        cm->bps = (int)strtol(nums[1][i], NULL, 10);
-        cm->cents = strtoll(nums[2][i], NULL, 10);
-    }
-    if (strcmp(status, "mismatch") == 0)
-        return TE_IDEMPOTENCY_MISMATCH;
-    if (strcmp(status, "duplicate") == 0) {
-        out->duplicate = true;
-        return 0;
-    }
-    if (strcmp(status, "ok") != 0) {
-        log_error("postgres: tally_purchase answered an unknown status '%s'", status);
-        return TE_INTERNAL;
-    }
-    if (events > 0)
-        c->events_staged = true; /* commit() moves them into events */
-    return 0;
+    return pg_defer(c, SQL_PURCHASE_APPLY, &p, w, purchase_done);
 }
 
 static const char SQL_REFUND_FIND[] =

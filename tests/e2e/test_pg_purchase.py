@@ -213,9 +213,12 @@ def test_a_purchase_after_the_writer_session_was_dropped_credits_once(start_tall
     ra, rb, buyer = shop.chain(3)
     body = {"transactionId": txid("drop"), "userId": buyer["id"], "amount": "20.00"}
     assert shop.purchase(body).status_code == 201
+    sessions = ("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'tally'"
+                " AND datname = current_database()")
     killed = t.sql("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity"
                    " WHERE application_name = 'tally' AND datname = current_database()")[0][0]
     assert killed >= 2
+    wait_until(lambda: t.sql(sessions)[0][0] == 0, timeout=10, what="tally's sessions gone")
     again = {**body, "transactionId": txid("drop")}
     r = shop.purchase(again)  # the writer's first statement finds its session gone
     assert r.status_code == 201, r.text
