@@ -49,6 +49,8 @@ struct pconn {
     bool write_unsaved;     /* this write took no savepoint: it undoes its own failures */
     bool events_staged;
     bool staging_ready;
+    int64_t uses;      /* statements run (a reader) or writes deferred (the writer) so far */
+    int64_t replan_at; /* ... when it reaches this, the session's cached plans are dropped */
     /* The writer's pipeline: statements sent, results not yet read (pg_defer). */
     bool piped;
     int n_queued;
