@@ -15,8 +15,13 @@
  *    deadlocking), so their batches commit one at a time whatever the number of writers, and
  *    more writers only split the queue into smaller batches, each paying its own COMMIT:
  *    measured with make bench's purchase scenario (64 connections, one node), 4 writers gave
- *    273 purchases/s and 1 writer 423/s. So one writer per node. Each write keeps its savepoint; the
- *    RELEASE of one write travels with the SAVEPOINT of the next (one round trip, not two).
+ *    273 purchases/s and 1 writer 423/s. So one writer per node.
+ *  - Round trips: transaction control is never sent alone. The batch's BEGIN, a write's
+ *    SAVEPOINT and the previous write's RELEASE travel in one libpq pipeline with the write's
+ *    first statement (run_pipelined); the events' flush travels with COMMIT. Purchases go
+ *    further (pg_defer): one statement that undoes its own failures, needing no savepoint,
+ *    sent into the writer's pipeline without waiting, its answer read with the COMMIT's. A
+ *    batch of purchases is one round trip, however many (64 at most in flight).
  *  - Errors: a failed statement aborts the savepoint and store.c rolls it back. Code that on
  *    SQLite tried a statement and carried on after a constraint error is written here with
  *    ON CONFLICT DO NOTHING and a row count, so a savepoint is never left aborted. Deadlocks
@@ -24,8 +29,10 @@
  *    its savepoint and applies it again once the rest of its batch has committed (bounded);
  *    a COMMIT failing with those re-applies the batch. A COMMIT whose connection broke has an
  *    unknown outcome: its writes get TE_COMMIT_UNKNOWN (503: retry with the same idempotency
- *    key, which credits once) and the next batch reconnects. A batch whose connection broke before COMMIT is known not to
- *    have committed and is re-applied on a new connection.
+ *    key, which credits once) and the next batch reconnects; so does a pipeline holding COMMIT
+ *    whose answers were lost. A batch whose connection broke before COMMIT was sent is known
+ *    not to have committed and is re-applied on a new connection. A session the server ended
+ *    while idle is noticed in begin() without a round trip and replaced first.
  *  - Readers: autocommit, one connection per thread; a read that fails because the connection
  *    broke reconnects and runs once more.
  *  - Events are the outbox and the WebSocket feed, read by id cursors ("events after N"). With
