@@ -57,8 +57,8 @@
 #include "store/pg_int.h"
 
 #define PG_MIGRATE_LOCK 500086551673LL /* advisory lock key: serialises migrations across nodes */
-#define PG_REPLAN_FIRST 256    /* a session replans after this many uses (replan_if_due), */
-#define PG_REPLAN_LAST 4194304 /* then after four times as many, up to this */
+#define PG_REPLAN_FIRST 256            /* a session replans after this many uses (replan_if_due), */
+#define PG_REPLAN_LAST 4194304         /* then after four times as many, up to this */
 
 /* ---- migrations: append only; a released migration is never edited ---- */
 
@@ -1235,7 +1235,7 @@ int pg_defer(struct pconn *c, const char *sql, const struct pgp *p, struct store
     c->savepoint_pending = false; /* not needed: the statement undoes its own failures */
     c->write_unsaved = true;
     c->uses++;
-    c->events_staged = true;      /* it may stage events: commit() flushes */
+    c->events_staged = true; /* it may stage events: commit() flushes */
     return 0;
 }
 
@@ -1247,9 +1247,8 @@ static PGresult *commit_with_events(struct pconn *c, int *err)
 {
     bool failed;
     PGresult *res[3];
-    struct pstmt st[3] = {{NULL, SQL_EVENTS_LOCK, NULL},
-                          {NULL, SQL_EVENTS_FLUSH, NULL},
-                          {NULL, "COMMIT", NULL}};
+    struct pstmt st[3] = {
+        {NULL, SQL_EVENTS_LOCK, NULL}, {NULL, SQL_EVENTS_FLUSH, NULL}, {NULL, "COMMIT", NULL}};
     for (int i = 0; i < 2; i++) {
         if (c->piped) {
             st[i].name = cached(c, st[i].sql) ? prepared(c, st[i].sql, &failed, &res[0]) : NULL;

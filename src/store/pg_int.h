@@ -43,7 +43,7 @@ struct pconn {
     char url[1024];
     /* pg.c's transaction state (writer): a RELEASE deferred to the next SAVEPOINT's round
      * trip, and whether this transaction staged events (flushed in commit order by commit). */
-    bool begin_pending;     /* the batch's BEGIN, owed until its first statement */
+    bool begin_pending; /* the batch's BEGIN, owed until its first statement */
     bool release_pending;
     bool savepoint_pending; /* this write's SAVEPOINT, owed until its first statement */
     bool write_unsaved;     /* this write took no savepoint: it undoes its own failures */

@@ -24,8 +24,9 @@
  *    deferred into the writer's pipeline (pg_defer): a batch of purchases costs one round trip
  *    to the server, COMMIT included, where each purchase cost about ten (money lock, buyer,
  *    insert, ledger entry + wallet per level, events, conversion, the write's SAVEPOINT) and
- *    its batch four more (BEGIN, the events' lock and flush, COMMIT). The function catches its own failures (a subtransaction) and answers a status,
- *    so a purchase needs no savepoint. Measured on the 2-core machine (other sessions busy;
+ *    its batch four more (BEGIN, the events' lock and flush, COMMIT). The function catches
+ *    its own failures (a subtransaction) and answers a status, so a purchase needs no
+ *    savepoint. Measured on the 2-core machine (other sessions busy;
  *    docs/OPERATIONS.md, "How a purchase travels"): the writer's round trips per purchase,
  *    one client sending one purchase at a time, 14.2 before and 1.4 after (its throughput is
  *    bound by the COMMIT's fsync and did not measurably change); make bench's 64-connection
@@ -444,8 +445,9 @@ static int apply_purchase(struct pconn *c, struct store_write *w)
     uuid_new(purchase_id);
     int64_t points = in->promotion_id[0] ? money_points(in->amount_cents, in->rate_centi) : 0;
     bool qualifies = in->amount_cents >= in->min_cents; /* commissions and the conversion */
-    int levels = !qualifies ? 0 : in->levels < LIMIT_COMMISSION_LEVELS ? in->levels
-                                                                       : LIMIT_COMMISSION_LEVELS;
+    int levels = !qualifies                             ? 0
+                 : in->levels < LIMIT_COMMISSION_LEVELS ? in->levels
+                                                        : LIMIT_COMMISSION_LEVELS;
 
     /* Per level: the commission (cents, bps) and its earning_update text ("" when it pays
      * nothing: the server skips it). */
@@ -459,8 +461,8 @@ static int apply_purchase(struct pconn *c, struct store_write *w)
         struct commission cm = {.level = level, .bps = in->bps[level - 1]};
         cm.cents = money_commission(in->amount_cents, cm.bps);
         texts[level - 1][0] = '\0';
-        if (cm.cents > 0 && (e = ev_earning_update(texts[level - 1], &cm, in->user_id,
-                                                   purchase_id, in->transaction_id)))
+        if (cm.cents > 0 && (e = ev_earning_update(texts[level - 1], &cm, in->user_id, purchase_id,
+                                                   in->transaction_id)))
             return e;
         text_parts[level - 1] = texts[level - 1];
         cl += (size_t)snprintf(cents_list + cl, sizeof cents_list - cl, "%s%lld",
