@@ -4,7 +4,7 @@ pipeline as the call, and the events' flush travels with COMMIT. What a client m
   - copies of one purchase queued into one batch (and on a second node) credit once, every
     copy answered with the first answer;
   - a purchase that fails unexpectedly inside a batch fails alone: its neighbours commit, and
-    it leaves no row;
+    it leaves no row; one that meets a deadlock is applied again and credits once;
   - the events a purchase writes are the shared formats of events.c, in the same order;
   - a writer session the server dropped while idle is replaced before the purchase runs.
 PostgreSQL only: the SQLite engine runs the purchase statement by statement, in process."""
@@ -159,6 +159,37 @@ def test_a_purchase_failing_unexpectedly_fails_alone(start_tally):
     t.sql("DROP TRIGGER test_boom ON purchases")
     r = shop.purchase(boom[0])
     assert r.status_code == 201, r.text
+    verify(t)
+
+
+def test_a_purchase_that_meets_a_deadlock_is_applied_again_and_credits_once(start_tally):
+    t = start_tally()
+    shop = Shop(t)
+    ra, rb, buyer = shop.chain(3)
+    # The first insert of a retry-* purchase fails as a deadlock would (40P01); a sequence,
+    # which no rollback resets, lets the second attempt through.
+    t.sql("CREATE SEQUENCE test_retry_seq")
+    t.sql("CREATE FUNCTION test_retry() RETURNS trigger LANGUAGE plpgsql AS $$"
+          " BEGIN IF NEW.transaction_id LIKE 'retry-%' AND nextval('test_retry_seq') = 1 THEN"
+          " RAISE EXCEPTION 'deadlock (test)' USING ERRCODE = '40P01'; END IF;"
+          " RETURN NEW; END $$")
+    t.sql("CREATE TRIGGER test_retry BEFORE INSERT ON purchases FOR EACH ROW"
+          " EXECUTE FUNCTION test_retry()")
+    bodies = [{"transactionId": txid("near"), "userId": buyer["id"], "amount": "10.00"},
+              {"transactionId": txid("retry"), "userId": buyer["id"], "amount": "10.00"},
+              {"transactionId": txid("near"), "userId": buyer["id"], "amount": "10.00"}]
+    box = []
+    with MoneyLockHeld(t) as lock:
+        th = threading.Thread(target=lambda: box.append(post_all(t, shop.admin, bodies)))
+        th.start()
+        lock.wait_for_waiters(1)
+    th.join(timeout=120)
+    assert [r.status_code for r in box[0]] == [201, 201, 201], [r.text for r in box[0]]
+    assert t.sql("SELECT last_value FROM test_retry_seq") == [(2,)]  # tried twice
+    assert "deadlock (test)" in t.log()
+    assert t.sql("SELECT COUNT(*) FROM purchases WHERE user_id = ?", (buyer["id"],)) == [(3,)]
+    assert shop.db_wallet(rb["id"]) == (3 * 50, 0)
+    assert shop.db_wallet(ra["id"]) == (3 * 10, 0)
     verify(t)
 
 
