@@ -15,8 +15,13 @@
  *    deadlocking), so their batches commit one at a time whatever the number of writers, and
  *    more writers only split the queue into smaller batches, each paying its own COMMIT:
  *    measured with make bench's purchase scenario (64 connections, one node), 4 writers gave
- *    273 purchases/s and 1 writer 423/s. So one writer per node. Each write keeps its savepoint; the
- *    RELEASE of one write travels with the SAVEPOINT of the next (one round trip, not two).
+ *    273 purchases/s and 1 writer 423/s. So one writer per node.
+ *  - Round trips: transaction control is never sent alone. The batch's BEGIN, a write's
+ *    SAVEPOINT and the previous write's RELEASE travel in one libpq pipeline with the write's
+ *    first statement (run_pipelined); the events' flush travels with COMMIT. Purchases go
+ *    further (pg_defer): one statement that undoes its own failures, needing no savepoint,
+ *    sent into the writer's pipeline without waiting, its answer read with the COMMIT's. A
+ *    batch of purchases is one round trip, however many (64 at most in flight).
  *  - Errors: a failed statement aborts the savepoint and store.c rolls it back. Code that on
  *    SQLite tried a statement and carried on after a constraint error is written here with
  *    ON CONFLICT DO NOTHING and a row count, so a savepoint is never left aborted. Deadlocks
@@ -24,8 +29,10 @@
  *    its savepoint and applies it again once the rest of its batch has committed (bounded);
  *    a COMMIT failing with those re-applies the batch. A COMMIT whose connection broke has an
  *    unknown outcome: its writes get TE_COMMIT_UNKNOWN (503: retry with the same idempotency
- *    key, which credits once) and the next batch reconnects. A batch whose connection broke before COMMIT is known not to
- *    have committed and is re-applied on a new connection.
+ *    key, which credits once) and the next batch reconnects; so does a pipeline holding COMMIT
+ *    whose answers were lost. A batch whose connection broke before COMMIT was sent is known
+ *    not to have committed and is re-applied on a new connection. A session the server ended
+ *    while idle is noticed in begin() without a round trip and replaced first.
  *  - Readers: autocommit, one connection per thread; a read that fails because the connection
  *    broke reconnects and runs once more.
  *  - Events are the outbox and the WebSocket feed, read by id cursors ("events after N"). With
@@ -50,6 +57,8 @@
 #include "store/pg_int.h"
 
 #define PG_MIGRATE_LOCK 500086551673LL /* advisory lock key: serialises migrations across nodes */
+#define PG_REPLAN_FIRST 256            /* a session replans after this many uses (replan_if_due), */
+#define PG_REPLAN_LAST 4194304         /* then after four times as many, up to this */
 
 /* ---- migrations: append only; a released migration is never edited ---- */
 
@@ -318,6 +327,146 @@ static const char *const migrations[] = {
 
     /* 6: the leaderboard reads referrer, time and status from one covering index */
     "CREATE INDEX idx_referrals_leaderboard ON referrals(referrer_user_id, created_at, status);",
+
+    /* 7: a whole purchase in one statement, so that it costs one round trip, and a batch of
+     * them one pipeline (pg_money.c, apply_purchase, holds the contract: C computes the money,
+     * the ids and the event texts; this walks the referrer chain, writes the rows and answers
+     * a status, never raising). Statement for statement what apply_purchase did before. */
+    "CREATE FUNCTION tally_purchase(p_id text, p_retailer_key text, p_txid text, p_user text,"
+    "  p_retailer text, p_product text, p_quantity bigint, p_amount bigint, p_occurred bigint,"
+    "  p_fingerprint text, p_promotion text, p_points bigint, p_cents bigint[], p_bps int[],"
+    "  p_convert boolean, p_earning text[], p_points_ev text[], p_converted_ev text[],"
+    "  p_reward_id text, p_reward_value text, p_reward_ev text, p_reward_expires bigint,"
+    "  p_now bigint,"
+    "  OUT o_status text, OUT o_purchase_id text, OUT o_user_id text, OUT o_amount bigint,"
+    "  OUT o_points_awarded bigint, OUT o_points_balance bigint, OUT o_converted boolean,"
+    "  OUT o_users text[], OUT o_levels int[], OUT o_bps int[], OUT o_cents bigint[],"
+    "  OUT o_events int, OUT o_error text)"
+    " LANGUAGE plpgsql VOLATILE AS $$"
+    " DECLARE"
+    "  v_ref text; v_bal bigint; v_pending boolean; v_fp text; v_rows bigint;"
+    "  v_referral text; v_referrer text; v_credit record;"
+    " BEGIN"
+    "  o_converted := false; o_events := 0;"
+    "  o_users := '{}'; o_levels := '{}'; o_bps := '{}'; o_cents := '{}';"
+    /* The block is a subtransaction: an unexpected error undoes this purchase alone and is
+     * answered as a status ('retry' for deadlocks and serialization failures), so that the
+     * caller needs no savepoint (pg_defer). */
+    "  BEGIN"
+    /* the money lock of pg_money.c (money_lock): re-entrant, held to COMMIT */
+    "  PERFORM pg_advisory_xact_lock(500086551677);"
+    "  SELECT u.referred_by, COALESCE((SELECT w.points FROM wallets w WHERE w.user_id = u.id), 0),"
+    "    EXISTS (SELECT 1 FROM referrals f WHERE f.referred_user_id = u.id"
+    "            AND f.status = 'pending')"
+    "    INTO v_ref, v_bal, v_pending FROM users u WHERE u.id = p_user;"
+    "  IF NOT FOUND THEN o_status := 'no_user'; RETURN; END IF;"
+    "  INSERT INTO purchases (id, retailer_key, transaction_id, user_id, retailer_id, product_id,"
+    "    quantity, amount_cents, occurred_at, fingerprint, promotion_id, points_awarded,"
+    "    points_balance_after, created_at)"
+    "  VALUES (p_id, p_retailer_key, p_txid, p_user, p_retailer, p_product, p_quantity, p_amount,"
+    "    p_occurred, p_fingerprint, p_promotion, p_points, v_bal + p_points, p_now)"
+    "  ON CONFLICT (retailer_key, transaction_id) DO NOTHING;"
+    "  GET DIAGNOSTICS v_rows = ROW_COUNT;"
+    "  IF v_rows = 0 THEN"
+    /* a replay: a concurrent first insert made ours wait, then conflict; this statement's
+     * snapshot (READ COMMITTED) sees its row. Not seen: only under a stricter isolation. */
+    "    SELECT p.id, p.user_id, p.amount_cents, p.fingerprint, p.points_awarded,"
+    "      p.points_balance_after"
+    "      INTO o_purchase_id, o_user_id, o_amount, v_fp, o_points_awarded, o_points_balance"
+    "      FROM purchases p WHERE p.retailer_key = p_retailer_key AND p.transaction_id = p_txid;"
+    "    IF NOT FOUND THEN o_status := 'retry'; RETURN; END IF;"
+    "    IF v_fp IS DISTINCT FROM p_fingerprint THEN o_status := 'mismatch'; RETURN; END IF;"
+    "    SELECT COALESCE(array_agg(l.user_id ORDER BY l.level), '{}'),"
+    "      COALESCE(array_agg(l.level::int ORDER BY l.level), '{}'),"
+    "      COALESCE(array_agg(l.rate_bps::int ORDER BY l.level), '{}'),"
+    "      COALESCE(array_agg(l.amount ORDER BY l.level), '{}')"
+    "      INTO o_users, o_levels, o_bps, o_cents"
+    "      FROM ledger_entries l WHERE l.purchase_id = o_purchase_id AND l.kind = 'commission';"
+    "    o_status := 'duplicate'; RETURN;"
+    "  END IF;"
+    "  o_purchase_id := p_id; o_user_id := p_user; o_amount := p_amount;"
+    "  o_points_awarded := p_points; o_points_balance := v_bal;"
+    /* commissions up the chain: level 1 is the buyer's referrer; never to the buyer */
+    "  FOR v_level IN 1 .. COALESCE(array_length(p_cents, 1), 0) LOOP"
+    "    IF v_level > 1 THEN"
+    "      v_ref := (SELECT u.referred_by FROM users u WHERE u.id = v_ref);"
+    "    END IF;"
+    "    EXIT WHEN v_ref IS NULL OR v_ref = '' OR v_ref = p_user;"
+    "    IF p_cents[v_level] > 0 THEN"
+    "      o_users := o_users || v_ref; o_levels := o_levels || v_level;"
+    "      o_bps := o_bps || p_bps[v_level]; o_cents := o_cents || p_cents[v_level];"
+    "    END IF;"
+    "  END LOOP;"
+    /* credits in user id order (byte order, as strcmp), the buyer's points among them */
+    "  FOR v_credit IN SELECT x.uid, x.i FROM ("
+    "      SELECT t.uid, t.i::int AS i FROM unnest(o_users) WITH ORDINALITY AS t(uid, i)"
+    "      UNION ALL SELECT p_user, 0 WHERE p_points > 0) x"
+    "    ORDER BY x.uid COLLATE \"C\", x.i LOOP"
+    "    IF v_credit.i = 0 THEN"
+    "      INSERT INTO ledger_entries (user_id, account, amount, kind, level, rate_bps,"
+    "        purchase_id, source_user_id, ref_id, created_at)"
+    "        VALUES (p_user, 'points', p_points, 'points_award', NULL, NULL, p_id, NULL,"
+    "        p_promotion, p_now);"
+    "      INSERT INTO wallets AS w (user_id, cash_cents, points, updated_at)"
+    "        VALUES (p_user, 0, p_points, p_now) ON CONFLICT (user_id) DO UPDATE"
+    "        SET points = w.points + EXCLUDED.points, updated_at = EXCLUDED.updated_at"
+    "        RETURNING w.points INTO o_points_balance;"
+    "    ELSE"
+    "      INSERT INTO ledger_entries (user_id, account, amount, kind, level, rate_bps,"
+    "        purchase_id, source_user_id, ref_id, created_at)"
+    "        VALUES (v_credit.uid, 'cash', o_cents[v_credit.i], 'commission',"
+    "        o_levels[v_credit.i], o_bps[v_credit.i], p_id, p_user, NULL, p_now);"
+    "      INSERT INTO wallets AS w (user_id, cash_cents, points, updated_at)"
+    "        VALUES (v_credit.uid, o_cents[v_credit.i], 0, p_now) ON CONFLICT (user_id) DO UPDATE"
+    "        SET cash_cents = w.cash_cents + EXCLUDED.cash_cents,"
+    "        updated_at = EXCLUDED.updated_at;"
+    "    END IF;"
+    "  END LOOP;"
+    /* events, staged in this session's table (pg.c, pg_event) in the order C wrote them */
+    "  FOR k IN 1 .. COALESCE(array_length(o_users, 1), 0) LOOP"
+    "    INSERT INTO tally_staged_events (user_id, type, data, created_at)"
+    "      VALUES (o_users[k], 'earning_update', p_earning[o_levels[k]], p_now);"
+    "    o_events := o_events + 1;"
+    "  END LOOP;"
+    "  IF p_points > 0 THEN"
+    /* another transaction moved the buyer's points between our read and our credit */
+    "    IF o_points_balance <> v_bal + p_points THEN"
+    "      UPDATE purchases SET points_balance_after = o_points_balance WHERE id = p_id;"
+    "    END IF;"
+    "    INSERT INTO tally_staged_events (user_id, type, data, created_at)"
+    "      VALUES (p_user, 'points_update',"
+    "      p_points_ev[1] || o_points_balance::text || p_points_ev[2], p_now);"
+    "    o_events := o_events + 1;"
+    "  END IF;"
+    "  IF v_pending AND p_convert THEN"
+    /* the WHERE is the check: a second converter waits for the first, then finds nothing */
+    "    UPDATE referrals SET status = 'converted', converted_at = p_now"
+    "      WHERE referred_user_id = p_user AND status = 'pending'"
+    "      RETURNING id, referrer_user_id INTO v_referral, v_referrer;"
+    "    IF FOUND THEN"
+    "      o_converted := true;"
+    "      INSERT INTO tally_staged_events (user_id, type, data, created_at)"
+    "        VALUES (v_referrer, 'referral_converted',"
+    "        p_converted_ev[1] || v_referral || p_converted_ev[2], p_now);"
+    "      o_events := o_events + 1;"
+    "      IF p_reward_id IS NOT NULL THEN"
+    "        INSERT INTO tally_staged_events (user_id, type, data, created_at)"
+    "          VALUES (v_referrer, 'reward_granted', p_reward_ev, p_now);"
+    "        o_events := o_events + 1;"
+    "        INSERT INTO user_rewards (id, user_id, reward_type, reward_value, source_id,"
+    "          is_claimed, created_at, expires_at) VALUES (p_reward_id, v_referrer,"
+    "          'free_premium', p_reward_value, v_referral, 0, p_now, p_reward_expires);"
+    "      END IF;"
+    "    END IF;"
+    "  END IF;"
+    "  o_status := 'ok';"
+    "  EXCEPTION WHEN OTHERS THEN"
+    "    o_status := CASE WHEN SQLSTATE IN ('40001', '40P01') THEN 'retry' ELSE 'error' END;"
+    "    o_error := SQLERRM || ' (SQLSTATE ' || SQLSTATE || ')';"
+    "    o_converted := false; o_events := 0;"
+    "    o_users := '{}'; o_levels := '{}'; o_bps := '{}'; o_cents := '{}';"
+    "  END;"
+    " END $$;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -409,7 +558,9 @@ static int pconnect(struct pconn *c)
     if (c->pg)
         PQfinish(c->pg);
     c->n = 0; /* prepared statements died with the old session */
-    c->release_pending = c->events_staged = c->staging_ready = false;
+    c->begin_pending = c->release_pending = c->savepoint_pending = c->write_unsaved = false;
+    c->events_staged = c->staging_ready = c->piped = false;
+    c->n_queued = 0;
     c->broken = true;
     c->pg = PQconnectdb(c->url);
     char shown[1024];
@@ -492,8 +643,12 @@ static void p_close(void *conn)
     free(c);
 }
 
+static void pipe_drain(struct pconn *c);
+
 int pg_exec(struct pconn *c, const char *sql)
 {
+    if (c->piped)
+        pipe_drain(c); /* the deferred writes' results first (pg_defer) */
     if (c->broken || !c->pg)
         return TE_DB;
     PGresult *r = PQexec(c->pg, sql);
@@ -551,6 +706,123 @@ bool pg_params_utf8(const struct pgp *p)
     return true;
 }
 
+static bool cached(const struct pconn *c, const char *sql)
+{
+    for (int i = 0; i < c->n; i++)
+        if (c->cache[i].sql == sql)
+            return true;
+    return false;
+}
+
+int pg_tx_flush(struct pconn *c)
+{
+    if (c->piped)
+        pipe_drain(c);
+    bool begin = c->begin_pending, rel = c->release_pending, sp = c->savepoint_pending;
+    if (!begin && !rel && !sp)
+        return 0;
+    c->begin_pending = c->release_pending = c->savepoint_pending = false;
+    char sql[64];
+    snprintf(sql, sizeof sql, "%s%s%s", begin ? "BEGIN;" : "", rel ? "RELEASE w;" : "",
+             sp ? "SAVEPOINT w" : "");
+    int e = pg_exec(c, sql);
+    if (e)
+        c->broken = true; /* no savepoint to roll back to: redo the batch on a new session */
+    return e ? TE_DB : 0;
+}
+
+/* One statement of a pipeline: a prepared statement's name, or NULL to send sql itself. */
+struct pstmt {
+    const char *name;
+    const char *sql;
+    const struct pgp *p;
+};
+
+/* Send st[0..n) in one pipeline (one round trip) and put each one's result in res[i] (the
+ * caller PQclear()s them): its own, PGRES_PIPELINE_ABORTED when an earlier one failed, NULL
+ * when the connection was lost first. Marks c broken if the connection did not come back to
+ * a clean state. */
+static void pipeline(struct pconn *c, const struct pstmt *st, int n, PGresult **res)
+{
+    PGconn *pg = c->pg;
+    for (int i = 0; i < n; i++)
+        res[i] = NULL;
+    if (PQenterPipelineMode(pg) != 1) {
+        c->broken = true;
+        return;
+    }
+    bool sent = true;
+    for (int i = 0; i < n && sent; i++) {
+        int np = st[i].p ? st[i].p->n : 0;
+        const char *const *v = st[i].p ? st[i].p->v : NULL;
+        sent = st[i].name ? PQsendQueryPrepared(pg, st[i].name, np, v, NULL, NULL, 0)
+                          : PQsendQueryParams(pg, st[i].sql, np, NULL, v, NULL, NULL, 0);
+    }
+    sent = sent && PQpipelineSync(pg);
+    /* Each statement's results end with a NULL; the sync's result ends the pipeline. Bounded:
+     * a lost connection yields errors and NULLs, never the sync. */
+    for (int i = 0, nulls = 0; sent && nulls <= n + 1;) {
+        PGresult *r = PQgetResult(pg);
+        if (!r) {
+            i++;
+            nulls++;
+            if (PQstatus(pg) == CONNECTION_BAD)
+                break;
+            continue;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            break;
+        }
+        if (i < n && !res[i])
+            res[i] = r;
+        else
+            PQclear(r);
+    }
+    if (PQexitPipelineMode(pg) != 1 || !sent)
+        c->broken = true;
+}
+
+static bool result_ok(const PGresult *r)
+{
+    ExecStatusType st = PQresultStatus(r);
+    return r && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK);
+}
+
+/* The writer's statement behind the transaction control it owes (the batch's BEGIN, RELEASE
+ * of the previous write's savepoint, SAVEPOINT of this write), all in one pipeline: one round
+ * trip. If the
+ * control failed (it should not: the transaction is healthy between writes), there is no
+ * savepoint to roll this write back to, so the connection is marked broken and store.c
+ * applies the batch again on a new one (nothing of it has committed). */
+static PGresult *run_pipelined(struct pconn *c, const char *name, const char *sql,
+                               const struct pgp *p)
+{
+    struct pstmt st[4];
+    int n = 0;
+    if (c->begin_pending)
+        st[n++] = (struct pstmt){NULL, "BEGIN", NULL};
+    if (c->release_pending)
+        st[n++] = (struct pstmt){NULL, "RELEASE w", NULL};
+    if (c->savepoint_pending)
+        st[n++] = (struct pstmt){NULL, "SAVEPOINT w", NULL};
+    st[n++] = (struct pstmt){name, sql, p};
+    c->begin_pending = c->release_pending = c->savepoint_pending = false;
+    PGresult *res[4];
+    pipeline(c, st, n, res);
+    for (int i = 0; i < n - 1; i++) {
+        if (!result_ok(res[i])) {
+            c->broken = true;
+            for (int k = 0; k < n; k++)
+                if (k != i)
+                    PQclear(res[k]);
+            return res[i];
+        }
+        PQclear(res[i]);
+    }
+    return res[n - 1];
+}
+
 /* One attempt: the result (any status; NULL only when libpq had no memory or connection). */
 static PGresult *run_once(struct pconn *c, const char *sql, const struct pgp *p)
 {
@@ -561,14 +833,49 @@ static PGresult *run_once(struct pconn *c, const char *sql, const struct pgp *p)
      * no row. Both engines answer the same: no rows, nothing changed. */
     if (!pg_params_utf8(p))
         return PQmakeEmptyPGresult(c->pg, PGRES_TUPLES_OK);
+    if (c->piped) {
+        pipe_drain(c); /* the deferred writes' results first (pg_defer) */
+        if (c->broken)
+            return NULL;
+    }
+    bool owed = c->begin_pending || c->release_pending || c->savepoint_pending;
+    /* A statement's first use prepares it, a round trip of its own: let the savepoint go
+     * first, so that a failure to prepare happens inside it. */
+    if (owed && !cached(c, sql)) {
+        if (pg_tx_flush(c))
+            return NULL;
+        owed = false;
+    }
     bool failed;
     PGresult *res;
     const char *name = prepared(c, sql, &failed, &res);
     if (failed)
         return res;
+    if (owed)
+        return run_pipelined(c, name, sql, p);
     if (name)
         return PQexecPrepared(c->pg, name, n, v, NULL, NULL, 0);
     return PQexecParams(c->pg, sql, n, NULL, v, NULL, NULL, 0);
+}
+
+static int writer_session(struct pconn *c);
+
+/* Plans cached while tables were small (a new database) scan them whole, and nothing makes a
+ * session plan them again: measured with make bench's purchase scenario on a fresh database,
+ * the writer's backend spent most of its time in such scans (the foreign-key checks of each
+ * ledger entry read all of purchases, the buyer's wallet lookup all of wallets) and the
+ * readers' in scans of events. So a session drops its cached plans (prepared statements stay,
+ * planned anew on next use) each time its use has grown fourfold, up to a few million: about
+ * ten times in its life, one round trip each. Between transactions only: the writer calls it
+ * from begin(), a reader before a statement. */
+static int replan_if_due(struct pconn *c)
+{
+    if (c->replan_at == 0)
+        c->replan_at = PG_REPLAN_FIRST;
+    if (c->uses < c->replan_at || c->replan_at > PG_REPLAN_LAST)
+        return 0;
+    c->replan_at *= 4;
+    return pg_exec(c, "DISCARD PLANS");
 }
 
 PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_unique, int *err)
@@ -583,6 +890,9 @@ PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_u
             *err = c->writer ? TE_DB : TE_UNAVAILABLE; /* a reader: the database is down */
             return NULL;
         }
+        if (!c->writer && attempt == 0 && ++c->uses >= c->replan_at)
+            replan_if_due(c); /* a failure shows again in the statement itself */
+        bool fresh = c->writer && c->begin_pending, sp = c->savepoint_pending;
         PGresult *r = run_once(c, sql, p);
         ExecStatusType st = PQresultStatus(r);
         if (r && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
@@ -591,6 +901,19 @@ PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_u
         if (c->broken && !c->writer && attempt == 0) {
             PQclear(r);
             log_warn("postgres: connection lost; reconnecting to run the read again");
+            continue;
+        }
+        /* The writer's batch had sent nothing before this (its BEGIN went with it): the
+         * session was dropped while idle between batches. A new session, and again. */
+        if (c->broken && fresh && attempt == 0) {
+            PQclear(r);
+            log_warn("postgres: writer connection lost between batches; reconnecting");
+            if (writer_session(c)) {
+                *err = TE_DB;
+                return NULL;
+            }
+            c->begin_pending = true;
+            c->savepoint_pending = sp;
             continue;
         }
         if (on_unique && strcmp(sqlstate(r), "23505") == 0)
@@ -722,23 +1045,43 @@ static const char SQL_STAGING[] =
     "CREATE TEMP TABLE IF NOT EXISTS tally_staged_events (n BIGSERIAL, user_id TEXT NOT NULL,"
     " type TEXT NOT NULL, data TEXT NOT NULL, created_at BIGINT NOT NULL) ON COMMIT DELETE ROWS";
 
+/* (Re)connect the writer if needed and make sure its staging table exists. */
+static int writer_session(struct pconn *c)
+{
+    if (c->broken && pconnect(c))
+        return TE_UNAVAILABLE; /* the database is unreachable: 503, retry later */
+    int rc = c->staging_ready ? 0 : pg_exec(c, SQL_STAGING);
+    if (rc == 0)
+        c->staging_ready = true;
+    return rc;
+}
+
+/* Deferred: BEGIN travels with the batch's first statement (run_pipelined). A session the
+ * server dropped while idle shows then, and pg_run reconnects and sends it all again. */
 static int p_begin(void *conn)
 {
     struct pconn *c = conn;
-    c->release_pending = c->events_staged = false;
-    /* A second attempt when the server dropped the connection while it was idle. */
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (c->broken && pconnect(c))
-            return TE_UNAVAILABLE; /* the database is unreachable: 503, retry later */
-        int rc = c->staging_ready ? 0 : pg_exec(c, SQL_STAGING);
-        if (rc == 0) {
-            c->staging_ready = true;
-            rc = pg_exec(c, "BEGIN");
-        }
-        if (rc == 0 || !c->broken)
-            return rc;
+    c->release_pending = c->savepoint_pending = c->events_staged = false;
+    c->begin_pending = c->write_unsaved = false;
+    /* A session the server ended while idle has said so (an error, then end of file): read
+     * that now, without a round trip (libpq's socket never blocks here), rather than learn it
+     * from the batch's pipeline, where a lost connection leaves the COMMIT's outcome unknown. */
+    bool gone = false; /* twice: the first read may take the error, the second the end */
+    for (int i = 0; i < 2 && !c->broken && !gone; i++)
+        gone = PQconsumeInput(c->pg) != 1 || PQstatus(c->pg) != CONNECTION_OK;
+    if (gone) {
+        log_warn("postgres: writer connection lost between batches; reconnecting");
+        c->broken = true;
     }
-    return TE_UNAVAILABLE;
+    int rc = writer_session(c);
+    if (rc && c->broken)
+        rc = writer_session(c); /* dropped while idle: a new session, once */
+    if (rc)
+        return c->broken ? TE_UNAVAILABLE : rc;
+    if ((rc = replan_if_due(c)))
+        return c->broken ? TE_UNAVAILABLE : rc;
+    c->begin_pending = true;
+    return 0;
 }
 
 /* Held from the flush to the end of COMMIT: event ids are assigned and become visible in order,
@@ -750,20 +1093,217 @@ static const char SQL_EVENTS_FLUSH[] =
     "INSERT INTO events (user_id, type, data, created_at)"
     " SELECT user_id, type, data, created_at FROM tally_staged_events ORDER BY n";
 
+/* ---- the writer's pipeline: deferred writes (pg_defer) ----
+ *
+ * A deferred write is sent at once and its result read later, all of them in order, when the
+ * pipeline is read: by the next statement that is not deferred (pipe_drain), or by commit(),
+ * whose events flush and COMMIT join the same pipeline. A batch of purchases is then one round
+ * trip. Results are read with the statements' order; a lost connection leaves the remaining
+ * writes unsettled (commit() answers for them). */
+
+/* Sends one statement into the pipeline, entering pipeline mode (with the BEGIN and RELEASE
+ * owed, queued as control) if needed. 0 or TE_DB. */
+static int pipe_send(struct pconn *c, const char *name, const char *sql, const struct pgp *p,
+                     struct store_write *w, pg_done_fn done)
+{
+    PGconn *pg = c->pg;
+    if (!c->piped) {
+        if (PQenterPipelineMode(pg) != 1) {
+            c->broken = true;
+            return TE_DB;
+        }
+        c->piped = true;
+        c->n_queued = 0;
+        const char *control[2];
+        int n = 0;
+        if (c->begin_pending)
+            control[n++] = "BEGIN";
+        if (c->release_pending)
+            control[n++] = "RELEASE w";
+        c->begin_pending = c->release_pending = false;
+        for (int i = 0; i < n; i++) {
+            if (!PQsendQueryParams(pg, control[i], 0, NULL, NULL, NULL, NULL, 0)) {
+                c->broken = true;
+                return TE_DB;
+            }
+            c->queued[c->n_queued].w = NULL;
+            c->queued[c->n_queued++].done = NULL;
+        }
+    }
+    int np = p ? p->n : 0;
+    const char *const *v = p ? p->v : NULL;
+    int ok = name ? PQsendQueryPrepared(pg, name, np, v, NULL, NULL, 0)
+                  : PQsendQueryParams(pg, sql, np, NULL, v, NULL, NULL, 0);
+    if (!ok) {
+        c->broken = true;
+        return TE_DB;
+    }
+    if (done) {
+        c->queued[c->n_queued].w = w;
+        c->queued[c->n_queued++].done = done;
+    }
+    return 0;
+}
+
+/* The next statement's result (its first; the rest and the NULL that ends it consumed), or
+ * NULL once the connection is lost. */
+static PGresult *pipe_next(struct pconn *c)
+{
+    if (c->broken)
+        return NULL;
+    PGresult *r = PQgetResult(c->pg);
+    if (!r || PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+        PQclear(r);
+        c->broken = true; /* out of step with the server: start over on a new session */
+        return NULL;
+    }
+    PGresult *more;
+    for (int i = 0; i < 4 && (more = PQgetResult(c->pg)); i++)
+        PQclear(more);
+    return r;
+}
+
+/* Sync the pipeline and read it: each deferred write's result through its done (settling
+ * w->rc), then the results of the last n_tail statements sent (not queued) into tail[] for the
+ * caller, who PQclear()s them. A write whose result never came gets unsettled_rc. */
+static void pipe_read(struct pconn *c, PGresult **tail, int n_tail, int unsettled_rc)
+{
+    if (!c->broken && PQpipelineSync(c->pg) != 1)
+        c->broken = true;
+    for (int i = 0; i < c->n_queued; i++) {
+        PGresult *r = pipe_next(c);
+        struct store_write *w = c->queued[i].w;
+        if (!w) {
+            if (r && PQresultStatus(r) != PGRES_COMMAND_OK)
+                pg_fail(c, r, "transaction control");
+            if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
+                c->broken = true; /* no BEGIN or RELEASE: this batch cannot stand */
+        } else {
+            w->rc = r ? c->queued[i].done(c, w, r) : unsettled_rc;
+        }
+        PQclear(r);
+    }
+    for (int i = 0; i < n_tail; i++)
+        tail[i] = pipe_next(c);
+    if (!c->broken) {
+        PGresult *r = PQgetResult(c->pg);
+        if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+            c->broken = true;
+        PQclear(r);
+    }
+    if (PQexitPipelineMode(c->pg) != 1)
+        c->broken = true;
+    c->piped = false;
+    c->n_queued = 0;
+}
+
+/* Read the deferred writes' results before a statement that is not deferred. */
+static void pipe_drain(struct pconn *c)
+{
+    pipe_read(c, NULL, 0, TE_DB); /* lost: nothing committed, and commit() says so */
+}
+
+int pg_defer(struct pconn *c, const char *sql, const struct pgp *p, struct store_write *w,
+             pg_done_fn done)
+{
+    if (c->broken)
+        return TE_DB;
+    if (c->piped && (c->n_queued >= PG_PIPELINE_MAX || !cached(c, sql)))
+        pipe_drain(c); /* bounded in flight; and PQprepare cannot run in a pipeline */
+    if (c->broken)
+        return TE_DB;
+    bool failed;
+    PGresult *res;
+    const char *name = NULL;
+    if (!c->piped) {
+        /* prepared now: commit() sends these into the pipeline */
+        const char *const need[3] = {SQL_EVENTS_LOCK, SQL_EVENTS_FLUSH, sql};
+        for (int i = 0; i < 3; i++) {
+            name = prepared(c, need[i], &failed, &res);
+            if (failed) {
+                int e = pg_fail(c, res, need[i]);
+                PQclear(res);
+                return e;
+            }
+        }
+    } else {
+        name = prepared(c, sql, &failed, &res); /* cached: a lookup */
+    }
+    int e = pipe_send(c, name, sql, p, w, done);
+    if (e)
+        return e;
+    c->savepoint_pending = false; /* not needed: the statement undoes its own failures */
+    c->write_unsaved = true;
+    c->uses++;
+    c->events_staged = true; /* it may stage events: commit() flushes */
+    return 0;
+}
+
+/* The flush of the staged events and the COMMIT, in one pipeline with the deferred writes if
+ * any (one round trip). Returns the COMMIT's result; or NULL with *err set when the lock or
+ * the flush failed, so that the transaction did not commit (the server skips the rest of a
+ * pipeline after an error). */
+static PGresult *commit_with_events(struct pconn *c, int *err)
+{
+    bool failed;
+    PGresult *res[3];
+    struct pstmt st[3] = {
+        {NULL, SQL_EVENTS_LOCK, NULL}, {NULL, SQL_EVENTS_FLUSH, NULL}, {NULL, "COMMIT", NULL}};
+    for (int i = 0; i < 2; i++) {
+        if (c->piped) {
+            st[i].name = cached(c, st[i].sql) ? prepared(c, st[i].sql, &failed, &res[0]) : NULL;
+            continue; /* prepared by pg_defer (NULL: the cache was full, sent unnamed) */
+        }
+        st[i].name = prepared(c, st[i].sql, &failed, &res[0]);
+        if (failed) {
+            *err = pg_fail(c, res[0], st[i].sql);
+            PQclear(res[0]);
+            return NULL; /* before COMMIT was sent: nothing committed */
+        }
+    }
+    if (!c->piped) {
+        pipeline(c, st, 3, res);
+    } else {
+        for (int i = 0; i < 3 && !c->broken; i++)
+            pipe_send(c, st[i].name, st[i].sql, NULL, NULL, NULL);
+        /* a deferred write whose answer was lost with the connection: COMMIT was sent, so its
+         * outcome is the COMMIT's (0 here: commit()'s answer, unknown, becomes its) */
+        pipe_read(c, res, 3, 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (res[i] && !result_ok(res[i])) {
+            /* the server refused it: the COMMIT behind it was skipped */
+            *err = pg_fail(c, res[i], st[i].sql);
+            if (c->broken)
+                *err = TE_RETRY; /* apply the batch again, on a new connection */
+            for (int k = 0; k < 3; k++)
+                PQclear(res[k]);
+            return NULL;
+        }
+        PQclear(res[i]);
+    }
+    return res[2]; /* NULL if the connection was lost: the COMMIT's outcome is unknown */
+}
+
 static int p_commit(void *conn)
 {
     struct pconn *c = conn;
-    c->release_pending = false;
+    c->release_pending = c->savepoint_pending = false; /* COMMIT releases every savepoint */
+    if (c->begin_pending) {
+        c->begin_pending = c->events_staged = false;
+        return 0; /* the batch sent nothing: nothing to commit */
+    }
     if (c->broken)
         return TE_RETRY; /* it broke before COMMIT: nothing committed, apply the batch again */
-    int e;
-    if (c->events_staged) {
+    PGresult *r;
+    if (c->events_staged || c->piped) {
         c->events_staged = false;
-        if ((e = pg_write(c, SQL_EVENTS_LOCK, NULL, 0, NULL)) ||
-            (e = pg_write(c, SQL_EVENTS_FLUSH, NULL, 0, NULL)))
-            return c->broken ? TE_RETRY : e;
+        int e = 0;
+        if (!(r = commit_with_events(c, &e)) && e)
+            return e;
+    } else {
+        r = PQexec(c->pg, "COMMIT");
     }
-    PGresult *r = PQexec(c->pg, "COMMIT");
     int rc = 0;
     if (PQresultStatus(r) == PGRES_COMMAND_OK) {
         /* COMMIT of an aborted transaction "succeeds" as ROLLBACK */
@@ -787,32 +1327,51 @@ static int p_commit(void *conn)
 static void p_rollback(void *conn)
 {
     struct pconn *c = conn;
-    c->release_pending = c->events_staged = false;
+    if (c->piped)
+        pipe_drain(c);
+    c->begin_pending = c->release_pending = c->savepoint_pending = c->events_staged = false;
+    c->write_unsaved = false;
     if (!c->broken && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         pg_exec(c, "ROLLBACK");
 }
 
+/* Deferred: a write's SAVEPOINT travels with its first statement (run_pipelined), so that a
+ * purchase, one statement, costs one round trip. A write that sends nothing never sends it. */
 static int p_savepoint(void *conn)
 {
     struct pconn *c = conn;
-    bool rel = c->release_pending;
-    c->release_pending = false;
-    return pg_exec(c, rel ? "RELEASE w; SAVEPOINT w" : "SAVEPOINT w");
+    if (c->broken)
+        return TE_DB;
+    c->savepoint_pending = true;
+    return 0;
 }
 
-/* Deferred: sent with the next SAVEPOINT, or made moot by COMMIT (which releases all). */
+/* Deferred: sent with the next write's first statement, or made moot by COMMIT (which releases
+ * all). A write whose SAVEPOINT was never sent has nothing to release. */
 static int p_release(void *conn)
 {
     struct pconn *c = conn;
     if (c->broken)
         return TE_DB;
-    c->release_pending = true;
+    if (c->write_unsaved)
+        c->write_unsaved = false; /* a deferred write: it took no savepoint */
+    else if (c->savepoint_pending)
+        c->savepoint_pending = false;
+    else
+        c->release_pending = true;
     return 0;
 }
 
 static void p_rollback_to(void *conn)
 {
     struct pconn *c = conn;
+    /* Nothing sent since the savepoint was asked for: nothing to undo. (ROLLBACK TO w would
+     * reach the previous write's savepoint, whose RELEASE may still be owed, and undo it.) */
+    if (c->savepoint_pending)
+        return;
+    /* A deferred write took no savepoint: it undoes its own failures (pg_defer). */
+    if (c->write_unsaved)
+        return;
     c->release_pending = false;
     pg_exec(c, "ROLLBACK TO w");
 }

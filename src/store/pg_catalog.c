@@ -29,6 +29,9 @@ static int exec_dynamic(struct pconn *c, const char *sql, const struct pgp *p, P
                 return e;
             PQclear(ping);
         }
+        /* the writer's savepoint, owed to this write, goes first (pg_int.h) */
+        if (c->writer && pg_tx_flush(c))
+            return TE_DB;
         PGresult *r = !pg_params_utf8(p)
                           ? PQmakeEmptyPGresult(c->pg, PGRES_TUPLES_OK) /* names nothing */
                           : PQexecParams(c->pg, sql, p ? p->n : 0, NULL, p ? p->v : NULL, NULL,

@@ -11,7 +11,11 @@
  *  - Times are int64 milliseconds since the epoch (BIGINT columns), as on SQLite; ids are TEXT
  *    (UUIDv7 strings) and integer keys BIGINT/BIGSERIAL, so struct fields map one to one.
  *  - Writes run inside the writer's transaction (store.c: BEGIN, a SAVEPOINT per write). A
- *    failed statement aborts the savepoint; the caller rolls it back. */
+ *    failed statement aborts the savepoint; the caller rolls it back. The SAVEPOINT (and the
+ *    RELEASE of the write before, or the batch's BEGIN) is not sent on its own: pg_run sends
+ *    it in one pipeline with the write's first statement, so a write of one statement costs
+ *    one round trip. Code that
+ *    sends SQL on the writer's connection other than through pg_run calls pg_tx_flush first. */
 #ifndef TALLY_PG_INT_H
 #define TALLY_PG_INT_H
 
@@ -22,7 +26,15 @@
 #include "store/store_impl.h"
 
 #define PG_STMT_CACHE_MAX 160
-#define PG_PARAMS_MAX 16
+#define PG_PARAMS_MAX 24
+/* Deferred writes per round trip (pg_defer): bounds what is in flight on the socket in both
+ * directions (a purchase sends ~2 KB and gets ~1 KB back), so that neither side blocks
+ * writing while the other is not reading. */
+#define PG_PIPELINE_MAX 64
+
+struct pconn;
+/* Reads a deferred write's result (any status) into w->out; returns w's TE_* (0: done). */
+typedef int (*pg_done_fn)(struct pconn *c, struct store_write *w, const PGresult *r);
 
 struct pconn {
     PGconn *pg;
@@ -31,9 +43,21 @@ struct pconn {
     char url[1024];
     /* pg.c's transaction state (writer): a RELEASE deferred to the next SAVEPOINT's round
      * trip, and whether this transaction staged events (flushed in commit order by commit). */
+    bool begin_pending; /* the batch's BEGIN, owed until its first statement */
     bool release_pending;
+    bool savepoint_pending; /* this write's SAVEPOINT, owed until its first statement */
+    bool write_unsaved;     /* this write took no savepoint: it undoes its own failures */
     bool events_staged;
     bool staging_ready;
+    int64_t uses;      /* statements run (a reader) or writes deferred (the writer) so far */
+    int64_t replan_at; /* ... when it reaches this, the session's cached plans are dropped */
+    /* The writer's pipeline: statements sent, results not yet read (pg_defer). */
+    bool piped;
+    int n_queued;
+    struct {
+        struct store_write *w; /* NULL: transaction control (BEGIN, RELEASE) */
+        pg_done_fn done;
+    } queued[PG_PIPELINE_MAX + 4];
     int n;
     struct {
         const char *sql;
@@ -61,6 +85,17 @@ bool pg_params_utf8(const struct pgp *p);
 /* Log the failure of what (with the server's message) and return the TE_* it maps to:
  * TE_RETRY for serialization failures and deadlocks (40001, 40P01), TE_DB otherwise. */
 int pg_fail(struct pconn *c, const PGresult *r, const char *what);
+/* Send the BEGIN/RELEASE/SAVEPOINT owed by the writer's transaction, if any (one round trip). For
+ * code that talks to the writer's connection without pg_run. 0 or TE_DB. */
+int pg_tx_flush(struct pconn *c);
+/* Defer w's one statement sql (a function that undoes its own failures and answers a status,
+ * such as tally_purchase) to the writer's pipeline: it is sent now and its result read, by
+ * done, when the pipeline is next read: before the next statement that is not deferred, or
+ * in commit(), with the COMMIT, so that a batch of such writes costs one round trip. The write
+ * needs no savepoint and takes none. 0 (w->rc is settled by done later; until then 0), or
+ * TE_* if it could not be sent. Parameters must be valid UTF-8 (the caller checks). */
+int pg_defer(struct pconn *c, const char *sql, const struct pgp *p, struct store_write *w,
+             pg_done_fn done);
 /* Run SQL without parameters or results (may hold several statements). 0 or TE_DB. */
 int pg_exec(struct pconn *c, const char *sql);
 /* Run the cached prepared statement for sql with p (may be NULL). Returns the result

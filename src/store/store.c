@@ -198,8 +198,6 @@ static bool run_batch(struct store *s, void *conn, struct store_write *batch)
                 e->rollback_to(conn);
             if (e->release(conn))
                 w->rc = w->rc ? w->rc : TE_DB;
-            if (w->rc == TE_RETRY)
-                set_aside = true;
         }
         if (rc)
             return false;
@@ -218,6 +216,11 @@ static bool run_batch(struct store *s, void *conn, struct store_write *batch)
                     w->rc = wrc;
             return false;
         }
+        /* After commit(): an engine may settle a write it deferred there (store_impl.h). */
+        i = 0;
+        for (struct store_write *w = batch; w; w = w->next, i++)
+            if (todo[i] && w->rc == TE_RETRY)
+                set_aside = true;
         if (!set_aside || pass >= WRITE_RETRIES)
             return e->sync != NULL;
         i = 0;

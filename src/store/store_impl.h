@@ -38,7 +38,10 @@ struct store_engine {
     void (*checkpoint)(void *conn);
     /* Apply one write inside the open transaction. 0 or TE_*; on error the caller rolls the
      * savepoint back, so apply need not undo its own partial work. TE_RETRY (deadlock,
-     * serialization failure): the caller rolls back to the savepoint and applies it again. */
+     * serialization failure): the caller rolls back to the savepoint and applies it again.
+     * An engine may defer a write that undoes its own failures (PostgreSQL's purchases, sent
+     * in one pipeline): apply returns 0 and w->rc is settled by a later apply or by commit();
+     * a TE_RETRY settled so is applied again like any other. */
     int (*apply)(void *conn, struct store_write *w);
     /* Reads, mirroring store.h. */
     int (*user_get)(void *conn, const char *id, struct user *out);
