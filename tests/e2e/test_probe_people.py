@@ -1,0 +1,99 @@
+"""Acceptance probe (issues 2, 4, 5 and 7): what a new user or an attacker would try, each test
+written from a defect the probe found, against the documented contract in docs/API.md.
+
+Every test here failed before its fix. The module shares one server that may deliver webhooks
+to 127.0.0.1 (TALLY_WEBHOOK_ALLOW_PRIVATE=1); webhook URLs point at a closed local port, since
+no test here waits for a delivery.
+"""
+
+import pytest
+
+from conftest import assert_error, module_server
+
+tally = module_server({"TALLY_WEBHOOK_ALLOW_PRIVATE": "1"})
+
+HOOK_URL = "http://127.0.0.1:9/hook"  # discard port: nothing listens, nothing is awaited
+
+
+@pytest.fixture(scope="module")
+def admin(tally):
+    return tally.apikey("admin")
+
+
+def auth(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+# ---- webhooks: "null counts as absent" (API.md, Bodies) ----
+
+
+def test_webhook_create_with_events_null_takes_the_default(tally, admin):
+    r = tally.post("/api/admin/webhooks", json={"url": HOOK_URL, "events": None}, token=admin)
+    assert r.status_code == 201, r.text
+    assert r.json()["events"] == ["*"]
+
+
+def test_webhook_patch_with_null_fields_changes_nothing(tally, admin):
+    made = tally.post(
+        "/api/admin/webhooks", json={"url": HOOK_URL, "events": ["bonus_paid"]}, token=admin
+    ).json()
+    path = f"/api/admin/webhooks/{made['id']}"
+    r = tally.request(
+        "PATCH", path, json={"url": None, "events": None, "isActive": None}, token=admin
+    )
+    assert r.status_code == 200, r.text
+    got = tally.get(path, token=admin).json()
+    assert (got["url"], got["events"], got["isActive"]) == (HOOK_URL, ["bonus_paid"], True)
+
+
+def test_webhook_event_types_given_twice_are_listed_once(tally, admin):
+    r = tally.post(
+        "/api/admin/webhooks",
+        json={"url": HOOK_URL, "events": ["bonus_paid", "earning_update", "bonus_paid"]},
+        token=admin,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["events"] == ["bonus_paid", "earning_update"]
+
+
+# ---- admin paths: 405 with the right Allow, 404 for paths that do not exist ----
+
+
+def test_put_on_a_webhook_is_405_not_404(tally, admin):
+    made = tally.post("/api/admin/webhooks", json={"url": HOOK_URL}, token=admin).json()
+    r = tally.request("PUT", f"/api/admin/webhooks/{made['id']}", json={}, token=admin)
+    err = assert_error(r, 405, "method_not_allowed")
+    assert err
+    assert r.headers["Allow"] == "GET, HEAD, PATCH, DELETE"
+    # and the webhook is unchanged
+    assert tally.get(f"/api/admin/webhooks/{made['id']}", token=admin).status_code == 200
+
+
+def test_post_on_a_webhook_id_does_not_advertise_put(tally, admin):
+    r = tally.post("/api/admin/webhooks/some-id", json={}, token=admin)
+    assert_error(r, 405, "method_not_allowed")
+    assert r.headers["Allow"] == "GET, HEAD, PATCH, DELETE"
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE", "PATCH", "PUT"])
+def test_automation_logs_allow_only_get(tally, admin, method):
+    r = tally.request(method, "/api/admin/automation-logs", json={}, token=admin)
+    assert_error(r, 405, "method_not_allowed")
+    assert r.headers["Allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_unknown_admin_resource_is_404_whatever_the_method(tally, admin, method):
+    for path in ("/api/admin/nosuch", "/api/admin/nosuch/123"):
+        r = tally.request(method, path, json={}, token=admin)
+        assert_error(r, 404, "route_not_found")
+        assert "Allow" not in r.headers
+
+
+def test_known_admin_resources_still_route(tally, admin):
+    for res in ("retailers", "products", "promotions", "catalog"):
+        r = tally.get(f"/api/admin/{res}", token=admin)
+        assert r.status_code == 200, (res, r.text)
+        r = tally.request("DELETE", f"/api/admin/{res}", token=admin)
+        assert_error(r, 405, "method_not_allowed")
+        assert r.headers["Allow"] == "GET, HEAD, POST"
