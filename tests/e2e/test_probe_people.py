@@ -7,8 +7,9 @@ no test here waits for a delivery.
 """
 
 import pytest
+import requests
 
-from conftest import assert_error, module_server
+from conftest import PASSWORD, assert_error, module_server, unique_email
 
 tally = module_server({"TALLY_WEBHOOK_ALLOW_PRIVATE": "1"})
 
@@ -97,3 +98,29 @@ def test_known_admin_resources_still_route(tally, admin):
         r = tally.request("DELETE", f"/api/admin/{res}", token=admin)
         assert_error(r, 405, "method_not_allowed")
         assert r.headers["Allow"] == "GET, HEAD, POST"
+
+
+# ---- sign-up: a referral code of only spaces is "no code" (codes are trimmed; empty = none) ----
+
+
+def test_signup_with_a_blank_referral_code_signs_up_unreferred(tally):
+    r = tally.post(
+        "/api/auth/signup",
+        json={"name": "Blank", "email": unique_email("blank"), "password": PASSWORD,
+              "referralCode": "  \t "},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["user"]["referredBy"] is None
+
+
+def test_web_signup_with_a_blank_referral_code_signs_up(tally):
+    s = requests.Session()
+    s.get(tally.url + "/auth/signup")
+    r = s.post(
+        tally.url + "/auth/signup",
+        data={"name": "Web Blank", "email": unique_email("webblank"), "password": PASSWORD,
+              "referralCode": "   ", "csrf": s.cookies.get("tally_csrf")},
+        allow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    assert r.headers["Location"] == "/dashboard"
