@@ -13,6 +13,7 @@
 #include "http/http.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <curl/curl.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -405,6 +406,31 @@ static int json_depth(json_t *v, int depth)
     return max;
 }
 
+/* A number jansson cannot hold (beyond int64, or a real beyond double) is valid JSON, so it is
+ * a field out of range, not invalid JSON. Read the body again with integers as reals to name the
+ * top-level field that holds it; a number nested deeper, or past even a double, names none. */
+static int number_out_of_range(struct http_conn_state *st)
+{
+    struct req *r = &st->req;
+    const char *field = NULL;
+    json_t *again = json_loadb(st->body, st->body_len,
+                               JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, NULL);
+    const char *k;
+    json_t *v;
+    if (json_is_object(again))
+        json_object_foreach(again, k, v)
+        {
+            if (json_is_real(v) && fabs(json_real_value(v)) >= 9223372036854775807.0) {
+                field = k;
+                break;
+            }
+        }
+    int e = field ? req_fail(r, TE_VALIDATION, field, "%s is out of range", field)
+                  : req_fail(r, TE_VALIDATION, NULL, "A number in the body is out of range");
+    json_decref(again); /* after req_fail, which copied field */
+    return e;
+}
+
 static int parse_body(struct http_conn_state *st)
 {
     struct req *r = &st->req;
@@ -418,6 +444,8 @@ static int parse_body(struct http_conn_state *st)
     }
     json_error_t jerr;
     r->body = json_loadb(st->body, st->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!r->body && json_error_code(&jerr) == json_error_numeric_overflow)
+        return number_out_of_range(st);
     if (!r->body)
         return req_fail(r, TE_INVALID_JSON, NULL, "Request body is not valid JSON: %s",
                         jerr.text);

@@ -124,3 +124,31 @@ def test_web_signup_with_a_blank_referral_code_signs_up(tally):
     )
     assert r.status_code == 303, r.text
     assert r.headers["Location"] == "/dashboard"
+
+
+# ---- a huge number is valid JSON: out of range is a validation error naming the field ----
+
+
+@pytest.mark.parametrize("number", ["99999999999999999999", "-99999999999999999999", "1e400"])
+def test_a_number_too_big_for_the_server_is_a_validation_error(tally, number):
+    token = tally.signup(name="Huge")["token"]
+    before = tally.get("/api/me", token=token).json()
+    r = tally.post(
+        "/api/referral/generate-code",
+        data='{"expiresInDays": %s}' % number,
+        headers={"Content-Type": "application/json"},
+        token=token,
+    )
+    field = None if number == "1e400" else "expiresInDays"  # 1e400 overflows any reading of it
+    assert_error(r, 400, "validation_error", field)
+    assert tally.get("/api/me", token=token).json() == before
+
+
+def test_a_huge_number_deep_in_the_body_is_a_validation_error_without_field(tally):
+    r = tally.post(
+        "/api/auth/signup",
+        data='{"name": "x", "extra": {"deep": [123456789012345678901234567890]}}',
+        headers={"Content-Type": "application/json"},
+    )
+    err = assert_error(r, 400, "validation_error")
+    assert "field" not in err
