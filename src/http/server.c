@@ -413,8 +413,16 @@ static int number_out_of_range(struct http_conn_state *st)
 {
     struct req *r = &st->req;
     const char *field = NULL;
+    json_error_t jerr;
     json_t *again = json_loadb(st->body, st->body_len,
-                               JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, NULL);
+                               JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+    if (!again && json_error_code(&jerr) != json_error_numeric_overflow)
+        return req_fail(r, TE_INVALID_JSON, NULL, "Request body is not valid JSON: %s",
+                        jerr.text); /* a duplicate key, say, after the big number */
+    if (again && !json_is_object(again)) {
+        json_decref(again);
+        return req_fail(r, TE_INVALID_JSON, NULL, "Request body must be a JSON object");
+    }
     const char *k;
     json_t *v;
     if (json_is_object(again))

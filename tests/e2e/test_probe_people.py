@@ -152,3 +152,12 @@ def test_a_huge_number_deep_in_the_body_is_a_validation_error_without_field(tall
     )
     err = assert_error(r, 400, "validation_error")
     assert "field" not in err
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['[99999999999999999999]', '{"a": 99999999999999999999, "a": 1}', '{"a": 99999999999999999999'],
+)
+def test_a_huge_number_in_a_body_that_is_not_a_json_object_is_still_invalid_json(tally, body):
+    r = tally.post("/api/auth/signup", data=body, headers={"Content-Type": "application/json"})
+    assert_error(r, 400, "invalid_json")
