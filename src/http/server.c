@@ -80,7 +80,15 @@ struct http_conn_state {
 
 const char *req_query(struct req *r, const char *name)
 {
-    return MHD_lookup_connection_value(r->internal->conn, MHD_GET_ARGUMENT_KIND, name);
+    const char *v = NULL;
+    size_t n = 0;
+    if (MHD_lookup_connection_value_n(r->internal->conn, MHD_GET_ARGUMENT_KIND, name,
+                                      strlen(name), &v, &n) != MHD_YES)
+        return NULL;
+    /* "?limit=10%00x" decodes to 10, NUL, x: as a C string it would read as "10". */
+    if (v && strlen(v) != n)
+        return QUERY_VALUE_WITH_NUL;
+    return v;
 }
 
 const char *req_header(struct req *r, const char *name)

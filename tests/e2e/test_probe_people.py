@@ -161,3 +161,21 @@ def test_a_huge_number_deep_in_the_body_is_a_validation_error_without_field(tall
 def test_a_huge_number_in_a_body_that_is_not_a_json_object_is_still_invalid_json(tally, body):
     r = tally.post("/api/auth/signup", data=body, headers={"Content-Type": "application/json"})
     assert_error(r, 400, "invalid_json")
+
+
+# ---- a query value holding a NUL byte is not the value before the NUL ----
+
+
+@pytest.mark.parametrize(
+    "path,field",
+    [
+        ("/api/referral/leaderboard?limit=10%00", "limit"),
+        ("/api/referral/leaderboard?page=1%00x", "page"),
+        ("/api/referral/leaderboard?period=week%00", "period"),
+        ("/api/referral/analytics?period=all%00", "period"),
+        ("/api/referral/trends?days=7%00", "days"),
+        ("/api/admin/automation-logs?limit=5%00", "limit"),
+    ],
+)
+def test_a_query_value_with_a_nul_byte_is_refused(tally, admin, path, field):
+    assert_error(tally.get(path, token=admin), 400, "validation_error", field)
