@@ -164,7 +164,7 @@ int api_query_int(struct req *r, const char *name, long long min, long long max,
 int api_period(struct req *r, int64_t now, const char **name, int64_t *since)
 {
     const char *p = req_query(r, "period");
-    if (!p || !*p || strcmp(p, "all") == 0) {
+    if (!p || strcmp(p, "all") == 0) { /* "period=" is given, and none of the three */
         *name = "all";
         *since = 0;
     } else if (strcmp(p, "month") == 0) {

@@ -179,3 +179,14 @@ def test_a_huge_number_in_a_body_that_is_not_a_json_object_is_still_invalid_json
 )
 def test_a_query_value_with_a_nul_byte_is_refused(tally, admin, path, field):
     assert_error(tally.get(path, token=admin), 400, "validation_error", field)
+
+
+# ---- an empty period is not a period (as an empty limit is not a limit) ----
+
+
+@pytest.mark.parametrize("path", ["/api/referral/leaderboard?period=", "/api/referral/analytics?period="])
+def test_an_empty_period_is_refused_like_an_empty_limit(tally, admin, path):
+    assert_error(tally.get(path, token=admin), 400, "validation_error", "period")
+    assert_error(tally.get(path.replace("period=", "limit=") if "leaderboard" in path
+                           else "/api/referral/trends?days=", token=admin),
+                 400, "validation_error")
