@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/err.h"
@@ -547,6 +548,19 @@ static enum MHD_Result finish(struct http_conn_state *st, int rc)
     return send_response(st);
 }
 
+/* RFC 9112 section 3.2.2: a server must accept the absolute form of a request target
+ * ("GET http://host/path", as sent to proxies) and route it by its path. */
+static const char *origin_form(const char *url)
+{
+    const char *p = strncasecmp(url, "http://", 7) == 0    ? url + 7
+                    : strncasecmp(url, "https://", 8) == 0 ? url + 8
+                                                           : NULL;
+    if (!p)
+        return url;
+    const char *slash = strchr(p, '/');
+    return slash ? slash : "/";
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -556,6 +570,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct http_conn_state *st = *con_cls;
     (void)version;
     if (!st) {
+        url = origin_form(url);
         st = state_new(srv, conn, url, method);
         if (!st)
             return MHD_NO;

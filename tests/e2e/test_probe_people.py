@@ -6,6 +6,8 @@ to 127.0.0.1 (TALLY_WEBHOOK_ALLOW_PRIVATE=1); webhook URLs point at a closed loc
 no test here waits for a delivery.
 """
 
+import socket
+
 import pytest
 import requests
 
@@ -190,3 +192,32 @@ def test_an_empty_period_is_refused_like_an_empty_limit(tally, admin, path):
     assert_error(tally.get(path.replace("period=", "limit=") if "leaderboard" in path
                            else "/api/referral/trends?days=", token=admin),
                  400, "validation_error")
+
+
+# ---- the absolute form of a request target (RFC 9112 section 3.2.2: a server must accept it) ----
+
+
+def raw_request(tally, data):
+    with socket.create_connection(("127.0.0.1", tally.port), timeout=5) as s:
+        s.sendall(data)
+        out = b""
+        while b"\r\n\r\n" not in out:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def test_an_absolute_form_request_target_is_routed_by_its_path(tally, admin):
+    host = f"127.0.0.1:{tally.port}"
+    out = raw_request(tally, f"GET http://{host}/healthz HTTP/1.1\r\nHost: {host}\r\n"
+                             "Connection: close\r\n\r\n".encode())
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+    out = raw_request(tally, f"GET HTTP://{host}/api/referral/trends?days=2 HTTP/1.1\r\n"
+                             f"Host: {host}\r\nAuthorization: Bearer {admin}\r\n"
+                             "Connection: close\r\n\r\n".encode())
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+    out = raw_request(tally, f"DELETE http://{host}/healthz HTTP/1.1\r\nHost: {host}\r\n"
+                             "Connection: close\r\n\r\n".encode())
+    assert out.startswith(b"HTTP/1.1 405 "), out[:200]
