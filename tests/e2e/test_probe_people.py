@@ -221,3 +221,24 @@ def test_an_absolute_form_request_target_is_routed_by_its_path(tally, admin):
     out = raw_request(tally, f"DELETE http://{host}/healthz HTTP/1.1\r\nHost: {host}\r\n"
                              "Connection: close\r\n\r\n".encode())
     assert out.startswith(b"HTTP/1.1 405 "), out[:200]
+
+
+# ---- a name made only of invisible characters is an empty name ----
+
+
+@pytest.mark.parametrize("blank", ["\u00a0", "\u3000\u3000", "\u200b", "\u2800", " \u00a0 \ufeff "])
+def test_a_name_of_only_invisible_characters_is_empty(tally, blank):
+    r = tally.post("/api/auth/signup",
+                   json={"name": blank, "email": unique_email("inv"), "password": PASSWORD})
+    assert_error(r, 400, "validation_error", "name")
+
+
+def test_patching_a_name_to_invisible_characters_is_refused(tally):
+    user = tally.signup(name="Visible")
+    r = tally.request("PATCH", "/api/me", json={"name": "\u00a0\u2003"}, token=user["token"])
+    assert_error(r, 400, "validation_error", "name")
+    assert tally.get("/api/me", token=user["token"]).json()["name"] == "Visible"
+    # a name with a visible character among them is fine
+    r = tally.request("PATCH", "/api/me", json={"name": "\u00a0Zo\u00eb\u3000"},
+                      token=user["token"])
+    assert r.status_code == 200, r.text
