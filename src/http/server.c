@@ -585,6 +585,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (!st->early_err) {
                 r->route = &srv->routes[idx];
                 r->route_index = idx;
+                /* ids in the path: a UUID in upper case names the same record */
+                for (int i = 0; i < ROUTE_PARAMS_MAX && r->params[i]; i++)
+                    if (uuid_valid(r->params[i]))
+                        uuid_lower(r->param_buf + (r->params[i] - r->param_buf));
             }
         }
         size_t cap = r->route && r->route->body_max ? r->route->body_max

@@ -242,3 +242,37 @@ def test_patching_a_name_to_invisible_characters_is_refused(tally):
     r = tally.request("PATCH", "/api/me", json={"name": "\u00a0Zo\u00eb\u3000"},
                       token=user["token"])
     assert r.status_code == 200, r.text
+
+
+# ---- ids are UUIDs, and a UUID's hex digits are case-insensitive (RFC 9562 section 4) ----
+
+
+def test_ids_in_upper_case_name_the_same_records(tally, admin):
+    referrer = tally.signup(name="Upper Referrer")
+    referred = tally.signup(name="Upper Referred", code=referrer["user"]["referralCode"])
+    r = tally.post("/api/referral/convert", json={"referredUserId": referred["user"]["id"].upper()},
+                   token=admin)
+    assert r.status_code == 200, r.text
+    reward = tally.get("/api/referral/rewards", token=referrer["token"]).json()["rewards"][0]
+    r = tally.post("/api/referral/claim-reward", json={"rewardId": reward["id"].upper()},
+                   token=referrer["token"])
+    assert r.status_code == 200, r.text
+    assert r.json()["reward"]["id"] == reward["id"]
+    hook = tally.post("/api/admin/webhooks", json={"url": HOOK_URL}, token=admin).json()
+    r = tally.get(f"/api/admin/webhooks/{hook['id'].upper()}", token=admin)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == hook["id"]
+    r = tally.get(f"/api/earnings/{referrer['user']['id'].upper()}", token=referrer["token"])
+    assert r.status_code == 200, r.text
+
+
+def test_an_upper_case_cursor_pages_like_the_cursor(tally, admin):
+    for _ in range(3):
+        tally.cli("jobs", "run", "healthCheck")
+    first = tally.get("/api/admin/automation-logs?limit=1", token=admin).json()
+    cursor = first["nextCursor"]
+    assert cursor
+    lower = tally.get(f"/api/admin/automation-logs?limit=1&cursor={cursor}", token=admin).json()
+    upper = tally.get(f"/api/admin/automation-logs?limit=1&cursor={cursor.upper()}",
+                      token=admin).json()
+    assert upper == lower and lower["logs"], (upper, lower)
