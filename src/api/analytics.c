@@ -86,6 +86,12 @@ int api_admin_automation_logs(struct req *r)
         return req_fail(r, TE_VALIDATION, "service", "service is at most 100 bytes");
     if (cursor && !uuid_valid(cursor))
         return req_fail(r, TE_VALIDATION, "cursor", "cursor must be a nextCursor value");
+    char cursor_low[UUID_STR_LEN + 1];
+    if (cursor) { /* ids compare as the store spells them: lower case */
+        str_copy(cursor_low, sizeof cursor_low, cursor);
+        uuid_lower(cursor_low);
+        cursor = cursor_low;
+    }
     json_t *arr = json_array();
     if ((e = store_automation_logs(app->store, service, status, cursor, (int)limit, log_add, arr))) {
         json_decref(arr);

@@ -4,6 +4,7 @@
  * pool (app->hashq), not on an HTTP thread: the request is suspended, the pool hashes, the
  * writer commits (sign-up), and the request resumes to answer. The pool's bound is the bound on
  * memory spent hashing; when its queue is full the caller gets 503 rather than a slow death. */
+#include <ctype.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +165,9 @@ int auth_signup_begin(struct req *r, const char *name, const char *email, const 
         return req_fail(r, TE_VALIDATION, "email", "email %s", why);
     if (validate_password(password, &why))
         return req_fail(r, TE_VALIDATION, "password", "password %s", why);
+    /* Codes are trimmed, and an empty code means none: so does one of only spaces. */
+    while (code && isspace((unsigned char)*code))
+        code++;
     if (code && *code) {
         if (!app->cfg.referral_enabled)
             return TE_DISABLED;

@@ -145,6 +145,18 @@ int api_id_field(struct req *r, const char *field, bool required, const char **o
     if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > ID_LEN)
         return req_fail(r, TE_VALIDATION, field, "%s must be an id string", field);
     *out = json_string_value(v);
+    if (uuid_valid(*out)) {
+        /* A UUID's hex digits are case-insensitive (RFC 9562); the store keeps lower case. */
+        char low[ID_LEN + 1];
+        str_copy(low, sizeof low, *out);
+        uuid_lower(low);
+        if (strcmp(low, *out) != 0) {
+            json_t *s = json_string(low);
+            if (!s || json_object_set_new(r->body, field, s))
+                return TE_NOMEM;
+            *out = json_string_value(json_object_get(r->body, field));
+        }
+    }
     return 0;
 }
 
@@ -164,7 +176,7 @@ int api_query_int(struct req *r, const char *name, long long min, long long max,
 int api_period(struct req *r, int64_t now, const char **name, int64_t *since)
 {
     const char *p = req_query(r, "period");
-    if (!p || !*p || strcmp(p, "all") == 0) {
+    if (!p || strcmp(p, "all") == 0) { /* "period=" is given, and none of the three */
         *name = "all";
         *since = 0;
     } else if (strcmp(p, "month") == 0) {

@@ -42,10 +42,23 @@ static json_t *webhook_json(const struct webhook *w, bool with_secret)
     return o;
 }
 
-/* events: a non-empty array of known types (or ["*"]) into "a,b,c". */
+/* Whether the comma-separated list holds item as a whole entry. */
+static bool list_has(const char *list, const char *item)
+{
+    size_t n = strlen(item);
+    for (const char *p = list; (p = strstr(p, item)) != NULL; p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+/* events: a non-empty array of known types (or ["*"]) into "a,b,c", each type once. null
+ * counts as absent, as everywhere in the API. */
 static int events_field(struct req *r, char *out, size_t cap, bool required, bool *given)
 {
     json_t *v = json_object_get(r->body, "events");
+    if (json_is_null(v))
+        v = NULL;
     *given = v != NULL;
     if (!v) {
         if (required) {
@@ -75,6 +88,8 @@ static int events_field(struct req *r, char *out, size_t cap, bool required, boo
             str_copy(out, cap, "*");
             return 0;
         }
+        if (list_has(out, s))
+            continue;
         if (out[0])
             strncat(out, ",", cap - strlen(out) - 1);
         strncat(out, s, cap - strlen(out) - 1);
@@ -170,6 +185,8 @@ int api_webhook_update(struct req *r)
                           &w.in.webhook.set_events)))
         return e;
     json_t *active = json_object_get(r->body, "isActive");
+    if (json_is_null(active))
+        active = NULL; /* null counts as absent */
     if (active && !json_is_boolean(active))
         return req_fail(r, TE_VALIDATION, "isActive", "isActive must be true or false");
     w.in.webhook.set_active = active != NULL;

@@ -61,6 +61,12 @@ bool uuid_valid(const char *s)
     return true;
 }
 
+void uuid_lower(char *s)
+{
+    for (; *s; s++)
+        *s = (char)tolower((unsigned char)*s);
+}
+
 void random_hex(char *out, size_t n)
 {
     unsigned char b[64];

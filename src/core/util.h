@@ -22,6 +22,9 @@ int64_t mono_ns(void);
 void uuid_new(char out[UUID_STR_LEN + 1]);
 /* True when s is a canonical lower- or upper-case UUID text. */
 bool uuid_valid(const char *s);
+/* Lower-case s in place: the store's spelling of a UUID (whose hex digits are case-insensitive,
+ * RFC 9562 section 4) that uuid_valid accepted. */
+void uuid_lower(char *s);
 /* n random bytes as 2n lowercase hex characters plus NUL into out. */
 void random_hex(char *out, size_t n);
 

@@ -62,6 +62,30 @@ int validate_email(const char *in, char *out, size_t cap, const char **why)
     return 0;
 }
 
+/* Code points that show as nothing: the Unicode spaces (Zs), and the invisible formatting and
+ * filler characters people use to fake a blank name. */
+static bool invisible(unsigned cp)
+{
+    return cp == 0x20 || cp == 0xA0 || cp == 0xAD || cp == 0x34F || cp == 0x115F ||
+           cp == 0x1160 || cp == 0x1680 || cp == 0x180E || (cp >= 0x2000 && cp <= 0x200F) ||
+           (cp >= 0x2028 && cp <= 0x202F) || (cp >= 0x205F && cp <= 0x2064) || cp == 0x2800 ||
+           cp == 0x3000 || cp == 0x3164 || cp == 0xFEFF || cp == 0xFFA0;
+}
+
+/* Whether the valid UTF-8 s[n] holds nothing but invisible code points. */
+static bool all_invisible(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        unsigned cp;
+        int k = utf8_decode(p, (size_t)(end - p), &cp);
+        if (k < 0 || !invisible(cp))
+            return false;
+        p += k;
+    }
+    return true;
+}
+
 int validate_name(const char *in, char *out, size_t cap, const char **why)
 {
     size_t n = strlen(in);
@@ -76,6 +100,10 @@ int validate_name(const char *in, char *out, size_t cap, const char **why)
     }
     if (!str_utf8_clean(in, n)) {
         *why = "must be valid UTF-8 without control characters";
+        return -1;
+    }
+    if (all_invisible(in, n)) {
+        *why = "must not be empty";
         return -1;
     }
     memcpy(out, in, n);

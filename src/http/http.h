@@ -95,8 +95,11 @@ struct req {
     struct http_conn_state *internal;
 };
 
-/* Query string value, or NULL. Borrowed for the request's lifetime. */
+/* Query string value, or NULL. Borrowed for the request's lifetime. A value holding a NUL
+ * byte (%00) is QUERY_VALUE_WITH_NUL instead, a control character that no parameter accepts,
+ * so that "10%00x" is refused rather than read as "10". */
 const char *req_query(struct req *r, const char *name);
+#define QUERY_VALUE_WITH_NUL "\x7f"
 /* A request header, or NULL. */
 const char *req_header(struct req *r, const char *name);
 /* A cookie's value, or NULL. */

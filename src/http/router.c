@@ -7,6 +7,24 @@
 
 #include "core/err.h"
 
+/* Whether the value val[n] is one of the words of a "(a|b|c)" constraint spec[len]; a
+ * segment without a constraint takes any value. */
+static bool param_allowed(const char *spec, size_t len, const char *val, size_t n)
+{
+    const char *open = memchr(spec, '(', len);
+    if (!open)
+        return true;
+    const char *end = spec + len - 1; /* the closing ')' */
+    for (const char *w = open + 1; w < end;) {
+        const char *bar = memchr(w, '|', (size_t)(end - w));
+        const char *stop = bar ? bar : end;
+        if ((size_t)(stop - w) == n && memcmp(w, val, n) == 0)
+            return true;
+        w = stop + 1;
+    }
+    return false;
+}
+
 /* Match path against pattern; on success copy params into buf. */
 static bool match(const char *pattern, const char *path, char *buf, size_t cap,
                   const char **params)
@@ -16,13 +34,15 @@ static bool match(const char *pattern, const char *path, char *buf, size_t cap,
     int np = 0;
     while (*p && *u) {
         if (*p == ':') {
+            const char *spec = p;
             while (*p && *p != '/')
                 p++;
             const char *start = u;
             while (*u && *u != '/')
                 u++;
             size_t n = (size_t)(u - start);
-            if (n == 0 || used + n + 1 > cap || np >= ROUTE_PARAMS_MAX)
+            if (n == 0 || used + n + 1 > cap || np >= ROUTE_PARAMS_MAX ||
+                !param_allowed(spec, (size_t)(p - spec), start, n))
                 return false;
             memcpy(buf + used, start, n);
             buf[used + n] = '\0';

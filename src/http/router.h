@@ -6,6 +6,11 @@
 
 #include "http/http.h"
 
+/* Patterns are literal segments and :name segments. A :name segment may carry a list of the
+ * values it accepts, ":resource(retailers|products)": any other value does not match the
+ * pattern at all, so it neither routes nor counts for 405 and Allow. Words hold no '/', '|'
+ * or ')'. */
+
 /* Find the route for method and path. On a match returns 0, sets *index and fills params[]
  * with the :name segment values (copied into buf[cap]). Returns TE_ROUTE_NOT_FOUND when no
  * pattern matches the path, TE_METHOD when a pattern matches but not with this method.

@@ -13,6 +13,7 @@
 #include "http/http.h"
 
 #include <arpa/inet.h>
+#include <math.h>
 #include <curl/curl.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/err.h"
@@ -79,7 +81,15 @@ struct http_conn_state {
 
 const char *req_query(struct req *r, const char *name)
 {
-    return MHD_lookup_connection_value(r->internal->conn, MHD_GET_ARGUMENT_KIND, name);
+    const char *v = NULL;
+    size_t n = 0;
+    if (MHD_lookup_connection_value_n(r->internal->conn, MHD_GET_ARGUMENT_KIND, name,
+                                      strlen(name), &v, &n) != MHD_YES)
+        return NULL;
+    /* "?limit=10%00x" decodes to 10, NUL, x: as a C string it would read as "10". */
+    if (v && strlen(v) != n)
+        return QUERY_VALUE_WITH_NUL;
+    return v;
 }
 
 const char *req_header(struct req *r, const char *name)
@@ -405,6 +415,39 @@ static int json_depth(json_t *v, int depth)
     return max;
 }
 
+/* A number jansson cannot hold (beyond int64, or a real beyond double) is valid JSON, so it is
+ * a field out of range, not invalid JSON. Read the body again with integers as reals to name the
+ * top-level field that holds it; a number nested deeper, or past even a double, names none. */
+static int number_out_of_range(struct http_conn_state *st)
+{
+    struct req *r = &st->req;
+    const char *field = NULL;
+    json_error_t jerr;
+    json_t *again = json_loadb(st->body, st->body_len,
+                               JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+    if (!again && json_error_code(&jerr) != json_error_numeric_overflow)
+        return req_fail(r, TE_INVALID_JSON, NULL, "Request body is not valid JSON: %s",
+                        jerr.text); /* a duplicate key, say, after the big number */
+    if (again && !json_is_object(again)) {
+        json_decref(again);
+        return req_fail(r, TE_INVALID_JSON, NULL, "Request body must be a JSON object");
+    }
+    const char *k;
+    json_t *v;
+    if (json_is_object(again))
+        json_object_foreach(again, k, v)
+        {
+            if (json_is_real(v) && fabs(json_real_value(v)) >= 9223372036854775807.0) {
+                field = k;
+                break;
+            }
+        }
+    int e = field ? req_fail(r, TE_VALIDATION, field, "%s is out of range", field)
+                  : req_fail(r, TE_VALIDATION, NULL, "A number in the body is out of range");
+    json_decref(again); /* after req_fail, which copied field */
+    return e;
+}
+
 static int parse_body(struct http_conn_state *st)
 {
     struct req *r = &st->req;
@@ -418,6 +461,8 @@ static int parse_body(struct http_conn_state *st)
     }
     json_error_t jerr;
     r->body = json_loadb(st->body, st->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!r->body && json_error_code(&jerr) == json_error_numeric_overflow)
+        return number_out_of_range(st);
     if (!r->body)
         return req_fail(r, TE_INVALID_JSON, NULL, "Request body is not valid JSON: %s",
                         jerr.text);
@@ -503,6 +548,19 @@ static enum MHD_Result finish(struct http_conn_state *st, int rc)
     return send_response(st);
 }
 
+/* RFC 9112 section 3.2.2: a server must accept the absolute form of a request target
+ * ("GET http://host/path", as sent to proxies) and route it by its path. */
+static const char *origin_form(const char *url)
+{
+    const char *p = strncasecmp(url, "http://", 7) == 0    ? url + 7
+                    : strncasecmp(url, "https://", 8) == 0 ? url + 8
+                                                           : NULL;
+    if (!p)
+        return url;
+    const char *slash = strchr(p, '/');
+    return slash ? slash : "/";
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -512,6 +570,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     struct http_conn_state *st = *con_cls;
     (void)version;
     if (!st) {
+        url = origin_form(url);
         st = state_new(srv, conn, url, method);
         if (!st)
             return MHD_NO;
@@ -526,6 +585,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             if (!st->early_err) {
                 r->route = &srv->routes[idx];
                 r->route_index = idx;
+                /* ids in the path: a UUID in upper case names the same record */
+                for (int i = 0; i < ROUTE_PARAMS_MAX && r->params[i]; i++)
+                    if (uuid_valid(r->params[i]))
+                        uuid_lower(r->param_buf + (r->params[i] - r->param_buf));
             }
         }
         size_t cap = r->route && r->route->body_max ? r->route->body_max

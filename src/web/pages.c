@@ -516,6 +516,7 @@ int web_claim(struct req *r)
     char rid[ID_LEN + 8];
     if (req_form(r, "rewardId", rid, sizeof rid) != 0 || !uuid_valid(rid))
         return see_other(r, "/dashboard");
+    uuid_lower(rid);
     struct store_write w = {.op = OP_CLAIM_REWARD};
     str_copy(w.in.claim.user_id, sizeof w.in.claim.user_id, u.id);
     str_copy(w.in.claim.reward_id, sizeof w.in.claim.reward_id, rid);

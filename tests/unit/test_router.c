@@ -235,6 +235,52 @@ static void test_allowed_methods(void **state)
     assert_memory_equal(small, "GET, ", 5);
 }
 
+/* A :name(a|b) segment matches only its listed values: other values are not this path at all
+ * (no match, no 405, not in Allow), so a fixed route beside it answers its own methods. */
+static void test_param_value_lists(void **state)
+{
+    (void)state;
+    static const struct route t[] = {
+        {"GET", "/adm/hooks/:id", NULL, 0, 0, false},               /* 0 */
+        {"GET", "/adm/:res(shops|items)", NULL, 0, 0, false},       /* 1 */
+        {"POST", "/adm/:res(shops|items)", NULL, 0, 0, false},      /* 2 */
+        {"PUT", "/adm/:res(shops|items)/:id", NULL, 0, 0, false},   /* 3 */
+        {"GET", "/adm/logs", NULL, 0, 0, false},                    /* 4 */
+        {"GET", "/one/:v(only)", NULL, 0, 0, false},                /* 5 */
+    };
+    char buf[128], out[64];
+    const char *params[ROUTE_PARAMS_MAX];
+    int index = -1;
+    assert_int_equal(router_match(t, 6, "GET", "/adm/items", buf, sizeof buf, params, &index), 0);
+    assert_int_equal(index, 1);
+    assert_string_equal(params[0], "items");
+    assert_int_equal(router_match(t, 6, "PUT", "/adm/shops/7", buf, sizeof buf, params, &index),
+                     0);
+    assert_int_equal(index, 3);
+    assert_string_equal(params[0], "shops");
+    assert_string_equal(params[1], "7");
+    assert_int_equal(router_match(t, 6, "GET", "/one/only", buf, sizeof buf, params, &index), 0);
+    assert_int_equal(index, 5);
+    /* prefixes, extensions and other words are not in the list */
+    static const char *const no[] = {"/adm/shop", "/adm/shopsx", "/adm/item", "/adm/nope",
+                                     "/one/onl", "/one/onlyy", "/adm/shops|items"};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
+        assert_int_equal(router_match(t, 6, "GET", no[i], buf, sizeof buf, params, &index),
+                         TE_ROUTE_NOT_FOUND);
+    assert_int_equal(router_match(t, 6, "DELETE", "/adm/nope", buf, sizeof buf, params, &index),
+                     TE_ROUTE_NOT_FOUND);
+    assert_int_equal(router_match(t, 6, "POST", "/adm/logs", buf, sizeof buf, params, &index),
+                     TE_METHOD);
+    router_allowed(t, 6, "/adm/logs", out, sizeof out);
+    assert_string_equal(out, "GET, HEAD");
+    router_allowed(t, 6, "/adm/shops", out, sizeof out);
+    assert_string_equal(out, "GET, HEAD, POST");
+    router_allowed(t, 6, "/adm/hooks/1", out, sizeof out);
+    assert_string_equal(out, "GET, HEAD");
+    router_allowed(t, 6, "/adm/items/1", out, sizeof out);
+    assert_string_equal(out, "PUT");
+}
+
 int main(void)
 {
     /* clang-format off */
@@ -248,6 +294,7 @@ int main(void)
         cmocka_unit_test(test_params_too_long),
         cmocka_unit_test(test_first_matching_route_wins),
         cmocka_unit_test(test_allowed_methods),
+        cmocka_unit_test(test_param_value_lists),
     };
     /* clang-format on */
     return cmocka_run_group_tests(tests, NULL, NULL);

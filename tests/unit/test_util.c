@@ -309,6 +309,11 @@ static void test_uuid_valid(void **state)
         if (uuid_valid(bad[i]))
             fail_msg("accepted \"%s\"", bad[i]);
     assert_false(uuid_valid(NULL));
+    /* the store's spelling of an upper-case UUID */
+    char u[] = "123E4567-E89B-42D3-A456-426614174ABC";
+    uuid_lower(u);
+    assert_string_equal(u, "123e4567-e89b-42d3-a456-426614174abc");
+    assert_true(uuid_valid(u));
 }
 
 static void test_random_hex(void **state)

@@ -175,6 +175,19 @@ static void test_name_empty_or_whitespace(void **state)
     why = NULL;
     assert_int_equal(validate_name(" \t\r\n\v\f ", out, sizeof out, &why), -1);
     assert_string_equal(why, "must not be empty");
+    /* Unicode spaces and invisible characters alone show as nothing either: NBSP, em space,
+     * ideographic space, zero-width space, BOM, braille blank, Hangul filler */
+    static const char *const blank[] = {"\xc2\xa0", "\xe2\x80\x83", "\xe3\x80\x80",
+                                        "\xe2\x80\x8b", "\xef\xbb\xbf", "\xe2\xa0\x80",
+                                        "\xe3\x85\xa4", " \xc2\xa0 \xe2\x80\x8b "};
+    for (size_t i = 0; i < sizeof blank / sizeof blank[0]; i++) {
+        why = NULL;
+        assert_int_equal(validate_name(blank[i], out, sizeof out, &why), -1);
+        assert_string_equal(why, "must not be empty");
+    }
+    /* one visible character among them is a name, kept as given (inner spaces and all) */
+    assert_int_equal(validate_name("\xc2\xa0x\xe3\x80\x80", out, sizeof out, &why), 0);
+    assert_string_equal(out, "\xc2\xa0x\xe3\x80\x80");
 }
 
 static void test_name_length_in_bytes(void **state)
