@@ -749,7 +749,7 @@ int api_graphql_post(struct req *r)
         (ct[19] == '\0' || ct[19] == ';' || ct[19] == ' '))
         return run(r, g, body ? body : "", len, NULL, NULL, false);
     json_error_t jerr;
-    g->body = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    g->body = body ? http_json_load(body, len, &jerr) : NULL;
     if (!g->body) {
         char msg[240];
         snprintf(msg, sizeof msg, "The body is not valid JSON: %s", body ? jerr.text : "empty");

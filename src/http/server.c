@@ -405,6 +405,52 @@ static int json_depth(json_t *v, int depth)
     return max;
 }
 
+#define HUGE_NUMBERS_MAX 16 /* each costs a re-parse; more in one body stays invalid_json */
+
+/* The number token ending at or just before pos in buf[len]: its start and end, or false. */
+static bool number_before(const char *buf, size_t len, size_t pos, size_t *start, size_t *end)
+{
+    size_t i = pos < len ? pos : len;
+    while (i > 0 && (buf[i - 1] == ' ' || buf[i - 1] == '\t' || buf[i - 1] == '\n' ||
+                     buf[i - 1] == '\r' || buf[i - 1] == ',' || buf[i - 1] == '}' ||
+                     buf[i - 1] == ']'))
+        i--;
+    *end = i;
+    while (i > 0 && ((buf[i - 1] >= '0' && buf[i - 1] <= '9') || buf[i - 1] == '.' ||
+                     buf[i - 1] == 'e' || buf[i - 1] == 'E' || buf[i - 1] == '+' ||
+                     buf[i - 1] == '-'))
+        i--;
+    *start = i;
+    return *end > *start && (buf[i] == '-' || (buf[i] >= '0' && buf[i] <= '9'));
+}
+
+json_t *http_json_load(const char *buf, size_t len, json_error_t *err)
+{
+    json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, err);
+    if (j || json_error_code(err) != json_error_numeric_overflow)
+        return j;
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return NULL;
+    memcpy(copy, buf, len);
+    for (int n = 0; n < HUGE_NUMBERS_MAX; n++) {
+        size_t start, end;
+        if (!number_before(copy, len, (size_t)err->position, &start, &end))
+            break;
+        const char *big = copy[start] == '-' ? "-1e300" : "1e300";
+        size_t big_len = strlen(big);
+        if (end - start < big_len) /* "1e309" is the shortest overflow: cannot happen */
+            break;
+        memcpy(copy + start, big, big_len);
+        memset(copy + start + big_len, ' ', end - start - big_len);
+        j = json_loadb(copy, len, JSON_REJECT_DUPLICATES, err);
+        if (j || json_error_code(err) != json_error_numeric_overflow)
+            break;
+    }
+    free(copy); /* on failure *err is the last parse's: a later error is the real one */
+    return j;
+}
+
 static int parse_body(struct http_conn_state *st)
 {
     struct req *r = &st->req;
@@ -417,7 +463,7 @@ static int parse_body(struct http_conn_state *st)
         return r->body ? 0 : TE_NOMEM;
     }
     json_error_t jerr;
-    r->body = json_loadb(st->body, st->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    r->body = http_json_load(st->body, st->body_len, &jerr);
     if (!r->body)
         return req_fail(r, TE_INVALID_JSON, NULL, "Request body is not valid JSON: %s",
                         jerr.text);
