@@ -500,12 +500,11 @@ static int resolve_ledger(struct gql_rctx *c, struct req *r, json_t **out)
                         LIMIT_PAGE_SIZE_MAX - 1);
     json_t *after = json_object_get(c->args, "after");
     long long before = 0;
-    if (json_is_string(after)) {
-        char *end;
-        before = strtoll(json_string_value(after), &end, 10);
-        if (*end || before < 1)
-            return gql_fail(c, err_code(TE_VALIDATION), "after is not a cursor of this ledger");
-    }
+    /* The same rule as GET /api/wallet/ledger's cursor: an integer from 1 to INT64_MAX (bare
+     * strtoll let " 5" and an overflowing number through, the latter as the first page). */
+    if (json_is_string(after) &&
+        config_parse_int(json_string_value(after), 1, INT64_MAX, &before))
+        return gql_fail(c, err_code(TE_VALIDATION), "after is not a cursor of this ledger");
     struct ledger_row rows[LIMIT_PAGE_SIZE_MAX];
     int n = 0, e;
     if ((e = store_ledger_page(app->store, uid, before, (int)first + 1, rows, &n)))

@@ -148,3 +148,42 @@ def test_verify_catches_a_bonus_paid_into_points_or_for_no_group(books):
     forge(t, a["id"], "points", 500, "bonus", ref_id="bonus-group:999999")
     out = verify_catches(t, "each ledger entry is of a known kind, on its account")
     assert "FAIL  each paid bonus group paid exactly once, and no processing group paid:" in out
+
+
+# ---- GraphQL ledger cursors: the same rule as the REST ledger's ----
+
+
+@pytest.mark.parametrize("cursor", ["99999999999999999999999", " 5", "5 ", "0x5", ""])
+def test_graphql_ledger_refuses_a_cursor_the_rest_ledger_refuses(tally, shop, cursor):
+    """GET /api/wallet/ledger?cursor=... answers 400 for these; the GraphQL ledger read the
+    overflowing one as the first page and " 5" as 5."""
+    u = shop.user("Cursor")
+    shop.buy(u, "1.00")
+    r = tally.get("/api/wallet/ledger", params={"cursor": cursor}, token=u["token"])
+    assert_error(r, 400, "validation_error", field="cursor")
+    q = ("query($id: ID!, $a: String) { customer(id: $id) { ledger(first: 5, after: $a) {"
+         " edges { cursor } } } }")
+    r = tally.post("/graphql", json={"query": q, "variables": {"id": u["id"], "a": cursor}},
+                   token=shop.admin)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["data"] == {"customer": None}, body
+    assert body["errors"][0]["extensions"]["code"] == "validation_error", body
+    assert body["errors"][0]["path"] == ["customer", "ledger"], body
+
+
+# ---- a 401 names its challenge ----
+
+
+def test_a_401_carries_a_bearer_challenge(tally, shop):
+    """RFC 9110 (11.6.1): a server sending 401 MUST send WWW-Authenticate. Clients that
+    follow it (curl --anyauth, HTTP libraries) learn to send a Bearer token."""
+    body = {"transactionId": txid(), "userId": shop.user("Chal")["id"], "amount": "1.00"}
+    for r in (tally.post("/api/purchase", json=body),
+              tally.post("/api/purchase", json=body, token="tally_" + "0" * 48),
+              tally.get("/api/wallet", token="not.a.jwt"),
+              tally.post("/graphql", json={"query": "{ me { id } }"}, token="tally_" + "1" * 48)):
+        assert r.status_code == 401, r.text
+        assert r.headers.get("WWW-Authenticate", "").startswith("Bearer"), r.headers
+    r = tally.post("/api/purchase", json=body, token=shop.user("Jwt")["token"])
+    assert r.status_code == 403 and "WWW-Authenticate" not in r.headers, r.headers
