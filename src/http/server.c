@@ -367,6 +367,8 @@ static enum MHD_Result send_response(struct http_conn_state *st)
         router_allowed(st->srv->routes, st->srv->n_routes, r->path, allow, sizeof allow);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     }
+    if (r->status == 401) /* RFC 9110 (11.6.1): a 401 carries the challenge to answer */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"tally\"");
     if (st->early_reply)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(st->conn, (unsigned)r->status, resp);
