@@ -187,3 +187,26 @@ def test_a_401_carries_a_bearer_challenge(tally, shop):
         assert r.headers.get("WWW-Authenticate", "").startswith("Bearer"), r.headers
     r = tally.post("/api/purchase", json=body, token=shop.user("Jwt")["token"])
     assert r.status_code == 403 and "WWW-Authenticate" not in r.headers, r.headers
+
+
+# ---- admin lists: includeInactive is checked like limit and page ----
+
+
+@pytest.mark.parametrize("value", ["yes", "1", "TRUE", ""])
+def test_admin_list_refuses_an_include_inactive_it_does_not_understand(tally, shop, value):
+    """includeInactive=yes answered 200 without the deactivated rows: the caller believed it
+    saw everything."""
+    r = tally.get(f"/api/admin/products?includeInactive={value}", token=shop.admin)
+    assert_error(r, 400, "validation_error", field="includeInactive")
+
+
+def test_admin_list_include_inactive_true_and_false(tally, shop):
+    p = shop.product()
+    assert tally.request("DELETE", f"/api/admin/products/{p['id']}",
+                         token=shop.admin).status_code == 200
+    ids = {}
+    for value in ("true", "false"):
+        r = tally.get(f"/api/admin/products?limit=100&includeInactive={value}", token=shop.admin)
+        assert r.status_code == 200, r.text
+        ids[value] = {row["id"] for row in r.json()}
+    assert p["id"] in ids["true"] and p["id"] not in ids["false"]
