@@ -247,7 +247,11 @@ int api_admin_list(struct req *r)
     if ((e = api_query_int(r, "limit", 1, LIMIT_PAGE_SIZE_MAX, 50, &limit)) ||
         (e = api_query_int(r, "page", 1, LIMIT_PAGE_MAX, 1, &page)))
         return e;
+    /* A query parameter out of its range is a 400 like limit's: "yes" or "1" silently meant
+     * false, hiding the rows the caller asked for. */
     const char *inactive = req_query(r, "includeInactive");
+    if (inactive && strcmp(inactive, "true") != 0 && strcmp(inactive, "false") != 0)
+        return req_fail(r, TE_VALIDATION, "includeInactive", "includeInactive must be true or false");
     json_t *arr;
     if ((e = store_catalog_list(app->store, res->def, (int)limit, (int)((page - 1) * limit),
                                 inactive && strcmp(inactive, "true") == 0, &arr)))

@@ -500,12 +500,11 @@ static int resolve_ledger(struct gql_rctx *c, struct req *r, json_t **out)
                         LIMIT_PAGE_SIZE_MAX - 1);
     json_t *after = json_object_get(c->args, "after");
     long long before = 0;
-    if (json_is_string(after)) {
-        char *end;
-        before = strtoll(json_string_value(after), &end, 10);
-        if (*end || before < 1)
-            return gql_fail(c, err_code(TE_VALIDATION), "after is not a cursor of this ledger");
-    }
+    /* The same rule as GET /api/wallet/ledger's cursor: an integer from 1 to INT64_MAX (bare
+     * strtoll let " 5" and an overflowing number through, the latter as the first page). */
+    if (json_is_string(after) &&
+        config_parse_int(json_string_value(after), 1, INT64_MAX, &before))
+        return gql_fail(c, err_code(TE_VALIDATION), "after is not a cursor of this ledger");
     struct ledger_row rows[LIMIT_PAGE_SIZE_MAX];
     int n = 0, e;
     if ((e = store_ledger_page(app->store, uid, before, (int)first + 1, rows, &n)))
@@ -749,7 +748,7 @@ int api_graphql_post(struct req *r)
         (ct[19] == '\0' || ct[19] == ';' || ct[19] == ' '))
         return run(r, g, body ? body : "", len, NULL, NULL, false);
     json_error_t jerr;
-    g->body = body ? json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
+    g->body = body ? http_json_load(body, len, &jerr) : NULL;
     if (!g->body) {
         char msg[240];
         snprintf(msg, sizeof msg, "The body is not valid JSON: %s", body ? jerr.text : "empty");

@@ -112,6 +112,13 @@ int req_form(struct req *r, const char *name, char *out, size_t cap);
 /* Add a response header (name must be a static string); at most REQ_EXTRA_HEADERS_MAX. */
 void req_add_header(struct req *r, const char *name, const char *value);
 
+/* Parse a request body as JSON (duplicate keys refused), as json_loadb does, except that a
+ * number too large for jansson (an integer beyond 64 bits, a real beyond a double) is read as
+ * +-1e300: RFC 8259 sets no limit on a number, so such a body is valid JSON, and the field
+ * check that follows answers "must be at most ..." naming the field instead of invalid_json.
+ * New reference, or NULL with *err set. */
+json_t *http_json_load(const char *buf, size_t len, json_error_t *err);
+
 /* Set a JSON response; steals the reference to body. Returns 0 for `return req_json(...)`. */
 int req_json(struct req *r, int status, json_t *body);
 /* Set a raw response copying len bytes of body. */

@@ -377,6 +377,8 @@ static enum MHD_Result send_response(struct http_conn_state *st)
         router_allowed(st->srv->routes, st->srv->n_routes, r->path, allow, sizeof allow);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
     }
+    if (r->status == 401) /* RFC 9110 (11.6.1): a 401 carries the challenge to answer */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"tally\"");
     if (st->early_reply)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(st->conn, (unsigned)r->status, resp);
@@ -415,37 +417,50 @@ static int json_depth(json_t *v, int depth)
     return max;
 }
 
-/* A number jansson cannot hold (beyond int64, or a real beyond double) is valid JSON, so it is
- * a field out of range, not invalid JSON. Read the body again with integers as reals to name the
- * top-level field that holds it; a number nested deeper, or past even a double, names none. */
-static int number_out_of_range(struct http_conn_state *st)
+#define HUGE_NUMBERS_MAX 16 /* each costs a re-parse; more in one body stays invalid_json */
+
+/* The number token ending at or just before pos in buf[len]: its start and end, or false. */
+static bool number_before(const char *buf, size_t len, size_t pos, size_t *start, size_t *end)
 {
-    struct req *r = &st->req;
-    const char *field = NULL;
-    json_error_t jerr;
-    json_t *again = json_loadb(st->body, st->body_len,
-                               JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
-    if (!again && json_error_code(&jerr) != json_error_numeric_overflow)
-        return req_fail(r, TE_INVALID_JSON, NULL, "Request body is not valid JSON: %s",
-                        jerr.text); /* a duplicate key, say, after the big number */
-    if (again && !json_is_object(again)) {
-        json_decref(again);
-        return req_fail(r, TE_INVALID_JSON, NULL, "Request body must be a JSON object");
+    size_t i = pos < len ? pos : len;
+    while (i > 0 && (buf[i - 1] == ' ' || buf[i - 1] == '\t' || buf[i - 1] == '\n' ||
+                     buf[i - 1] == '\r' || buf[i - 1] == ',' || buf[i - 1] == '}' ||
+                     buf[i - 1] == ']'))
+        i--;
+    *end = i;
+    while (i > 0 && ((buf[i - 1] >= '0' && buf[i - 1] <= '9') || buf[i - 1] == '.' ||
+                     buf[i - 1] == 'e' || buf[i - 1] == 'E' || buf[i - 1] == '+' ||
+                     buf[i - 1] == '-'))
+        i--;
+    *start = i;
+    return *end > *start && (buf[i] == '-' || (buf[i] >= '0' && buf[i] <= '9'));
+}
+
+json_t *http_json_load(const char *buf, size_t len, json_error_t *err)
+{
+    json_t *j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, err);
+    if (j || json_error_code(err) != json_error_numeric_overflow)
+        return j;
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return NULL;
+    memcpy(copy, buf, len);
+    for (int n = 0; n < HUGE_NUMBERS_MAX; n++) {
+        size_t start, end;
+        if (!number_before(copy, len, (size_t)err->position, &start, &end))
+            break;
+        const char *big = copy[start] == '-' ? "-1e300" : "1e300";
+        size_t big_len = strlen(big);
+        if (end - start < big_len) /* "1e309" is the shortest overflow: cannot happen */
+            break;
+        memcpy(copy + start, big, big_len);
+        memset(copy + start + big_len, ' ', end - start - big_len);
+        j = json_loadb(copy, len, JSON_REJECT_DUPLICATES, err);
+        if (j || json_error_code(err) != json_error_numeric_overflow)
+            break;
     }
-    const char *k;
-    json_t *v;
-    if (json_is_object(again))
-        json_object_foreach(again, k, v)
-        {
-            if (json_is_real(v) && fabs(json_real_value(v)) >= 9223372036854775807.0) {
-                field = k;
-                break;
-            }
-        }
-    int e = field ? req_fail(r, TE_VALIDATION, field, "%s is out of range", field)
-                  : req_fail(r, TE_VALIDATION, NULL, "A number in the body is out of range");
-    json_decref(again); /* after req_fail, which copied field */
-    return e;
+    free(copy); /* on failure *err is the last parse's: a later error is the real one */
+    return j;
 }
 
 static int parse_body(struct http_conn_state *st)
@@ -460,9 +475,7 @@ static int parse_body(struct http_conn_state *st)
         return r->body ? 0 : TE_NOMEM;
     }
     json_error_t jerr;
-    r->body = json_loadb(st->body, st->body_len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!r->body && json_error_code(&jerr) == json_error_numeric_overflow)
-        return number_out_of_range(st);
+    r->body = http_json_load(st->body, st->body_len, &jerr);
     if (!r->body)
         return req_fail(r, TE_INVALID_JSON, NULL, "Request body is not valid JSON: %s",
                         jerr.text);

@@ -36,16 +36,26 @@ static const struct check checks[] = {
     {"each transaction id recorded once per retailer",
      "SELECT 'transaction ' || transaction_id || ': ' || COUNT(*) || ' purchases' FROM purchases"
      " GROUP BY retailer_key, transaction_id HAVING COUNT(*) > 1"},
+    /* A commission (or a reversal, or a points award) whose purchase is missing was paid for
+     * nothing: a forger who moves the wallet with it keeps the balances equal. */
     {"commissions equal rate times amount, rounded down to the cent",
      "SELECT 'entry ' || l.id || ': ' || l.amount || ' cents, expected ' ||"
      " (p.amount_cents * l.rate_bps / 10000) FROM ledger_entries l JOIN purchases p ON"
      " p.id = l.purchase_id WHERE l.kind = 'commission' AND (l.rate_bps IS NULL OR"
-     " l.amount <> p.amount_cents * l.rate_bps / 10000)"},
+     " l.amount <> p.amount_cents * l.rate_bps / 10000)"
+     " UNION ALL SELECT 'entry ' || l.id || ': ' || l.kind || ' of ' || l.amount ||"
+     " ' cents for no recorded purchase' FROM ledger_entries l LEFT JOIN purchases p ON"
+     " p.id = l.purchase_id WHERE l.kind IN ('commission', 'commission_reversal') AND"
+     " p.id IS NULL"},
     {"points awarded match the purchase record",
      "SELECT 'purchase ' || p.id || ': recorded ' || p.points_awarded || ', ledger ' ||"
      " COALESCE(SUM(l.amount), 0) FROM purchases p LEFT JOIN ledger_entries l ON"
      " l.purchase_id = p.id AND l.kind = 'points_award' GROUP BY p.id"
-     " HAVING p.points_awarded <> COALESCE(SUM(l.amount), 0)"},
+     " HAVING p.points_awarded <> COALESCE(SUM(l.amount), 0)"
+     " UNION ALL SELECT 'entry ' || l.id || ': ' || l.kind || ' of ' || l.amount ||"
+     " ' points for no recorded purchase' FROM ledger_entries l LEFT JOIN purchases p ON"
+     " p.id = l.purchase_id WHERE l.kind IN ('points_award', 'points_reversal') AND"
+     " p.id IS NULL"},
     {"reversals never exceed what was credited",
      "SELECT 'purchase ' || purchase_id || ' user ' || user_id || ': net ' || SUM(amount) FROM"
      " ledger_entries WHERE kind IN ('commission', 'commission_reversal') GROUP BY purchase_id,"
@@ -54,6 +64,24 @@ static const struct check checks[] = {
      "SELECT 'purchase ' || p.id || ': refunded ' || p.refunded_cents || ', refunds ' ||"
      " COALESCE(SUM(r.amount_cents), 0) FROM purchases p LEFT JOIN refunds r ON"
      " r.purchase_id = p.id GROUP BY p.id HAVING p.refunded_cents <> COALESCE(SUM(r.amount_cents), 0)"},
+    {"each redemption debited its cost once",
+     "SELECT 'redemption ' || r.id || ': cost ' || r.cost_points || ', ledger ' ||"
+     " COALESCE(l.s, 0) FROM redemptions r LEFT JOIN (SELECT ref_id, COUNT(*) n,"
+     " SUM(amount) s FROM ledger_entries WHERE kind = 'redemption' GROUP BY ref_id) l ON"
+     " l.ref_id = r.id WHERE COALESCE(l.n, 0) <> 1 OR l.s <> -r.cost_points"
+     " UNION ALL SELECT 'entry ' || l.id || ': redemption of ' || l.amount ||"
+     " ' points for no recorded redemption' FROM ledger_entries l WHERE l.kind = 'redemption'"
+     " AND NOT EXISTS (SELECT 1 FROM redemptions r WHERE r.id = l.ref_id)"},
+    /* Every kind the code writes, with its account and sign (docs/API.md, The ledger). */
+    {"each ledger entry is of a known kind, on its account",
+     "SELECT 'entry ' || id || ': ' || kind || ' of ' || amount || ' on ' || account FROM"
+     " ledger_entries WHERE NOT ("
+     " (kind = 'commission' AND account = 'cash' AND amount > 0) OR"
+     " (kind = 'commission_reversal' AND account = 'cash' AND amount < 0) OR"
+     " (kind = 'bonus' AND account = 'cash' AND amount > 0) OR"
+     " (kind = 'points_award' AND account = 'points' AND amount > 0) OR"
+     " (kind = 'points_reversal' AND account = 'points' AND amount < 0) OR"
+     " (kind = 'redemption' AND account = 'points' AND amount < 0))"},
     {"referrals agree with users.referred_by",
      "SELECT 'user ' || u.id || ': referred_by ' || COALESCE(u.referred_by, 'NULL') ||"
      " ', referral row ' || COALESCE(r.referrer_user_id, 'none') FROM users u LEFT JOIN"
@@ -64,7 +92,11 @@ static const struct check checks[] = {
      " FROM bonus_groups g LEFT JOIN ledger_entries l ON l.kind = 'bonus' AND"
      " l.ref_id = 'bonus-group:' || g.id GROUP BY g.id"
      " HAVING (g.status = 'paid' AND g.amount_cents > 0 AND (COUNT(l.id) <> 1 OR"
-     " SUM(l.amount) <> g.amount_cents)) OR (g.status = 'processing' AND COUNT(l.id) > 0)"},
+     " SUM(l.amount) <> g.amount_cents)) OR (g.status = 'processing' AND COUNT(l.id) > 0)"
+     " UNION ALL SELECT 'entry ' || l.id || ': bonus of ' || l.amount || ' for no bonus group'"
+     " FROM ledger_entries l WHERE l.kind = 'bonus' AND NOT EXISTS (SELECT 1 FROM"
+     " bonus_groups g WHERE g.id = CAST(substr(l.ref_id, 13) AS INTEGER) AND"
+     " l.ref_id = 'bonus-group:' || g.id)"},
     {"each bonus group holds exactly its referrals",
      "SELECT 'bonus group ' || g.id || ': size ' || g.size || ', referrals ' || COUNT(r.id)"
      " FROM bonus_groups g LEFT JOIN referrals r ON r.bonus_group_id = g.id"
