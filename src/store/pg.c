@@ -813,9 +813,8 @@ static PGresult *run_pipelined(struct pconn *c, const char *name, const char *sq
     for (int i = 0; i < n - 1; i++) {
         if (!result_ok(res[i])) {
             c->broken = true;
-            for (int k = 0; k < n; k++)
-                if (k != i)
-                    PQclear(res[k]);
+            for (int k = i + 1; k < n; k++) /* those before i were cleared on the way */
+                PQclear(res[k]);
             return res[i];
         }
         PQclear(res[i]);
@@ -1276,7 +1275,7 @@ static PGresult *commit_with_events(struct pconn *c, int *err)
             *err = pg_fail(c, res[i], st[i].sql);
             if (c->broken)
                 *err = TE_RETRY; /* apply the batch again, on a new connection */
-            for (int k = 0; k < 3; k++)
+            for (int k = i; k < 3; k++) /* those before i were cleared on the way */
                 PQclear(res[k]);
             return NULL;
         }

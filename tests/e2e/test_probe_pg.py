@@ -202,3 +202,33 @@ def test_one_referral_converted_on_both_nodes_at_once_converts_once(start_tally)
                  " AND reward_type = 'free_premium'", (ra["id"],)) == [(1,)]
     assert a.sql("SELECT status FROM referrals WHERE referred_user_id = ?", (rb["id"],)) == [
         ("converted",)]
+
+
+# ---- the commit's own statements failing ----
+
+
+@postgres_only("the events' flush and COMMIT travel in one libpq pipeline on PostgreSQL only")
+def test_an_events_flush_refused_by_the_server_fails_the_batch_without_a_crash(start_tally):
+    """The flush of a batch's events (sent with COMMIT) refused by the server: the batch did
+    not commit, its clients get a JSON error, and the writer carries on. It freed the lock
+    statement's result twice (ASan: double free in commit_with_events) and the node died; a
+    `pg_ctl stop -m immediate` under load got there the same way."""
+    t = start_tally()
+    shop = Shop(t)
+    ra, buyer = shop.chain(2)
+    t.sql("CREATE FUNCTION test_refuse_event() RETURNS trigger LANGUAGE plpgsql AS $$"
+          " BEGIN RAISE EXCEPTION 'test: events refused'; END $$")
+    t.sql("CREATE TRIGGER test_refuse BEFORE INSERT ON events FOR EACH ROW"
+          " EXECUTE FUNCTION test_refuse_event()")
+    body = {"transactionId": txid("flush"), "userId": buyer["id"], "amount": "10.00"}
+    r = shop.purchase(body)
+    assert r.status_code in (500, 503), r.text
+    assert_error(r, r.status_code, r.json()["error"]["code"])
+    assert t.running
+    assert t.sql("SELECT COUNT(*) FROM purchases WHERE transaction_id = ?",
+                 (body["transactionId"],)) == [(0,)]
+    t.sql("DROP TRIGGER test_refuse ON events")
+    r = shop.purchase(body)  # the retry goes through, once
+    assert r.status_code == 201, r.text
+    assert shop.purchase(body).status_code == 200
+    verify(t)
