@@ -529,6 +529,20 @@ static void note_broken(struct pconn *c)
         c->broken = true;
 }
 
+/* After a failed result r: is the session gone? The socket may have broken (libpq's own
+ * error, CONNECTION_BAD), or the server may have said it is ending the session before it
+ * closes it (class 08, and 57P01-57P05: a shutdown, a crash restart, pg_terminate_backend,
+ * the database dropped), while libpq still reports the connection OK. Then r is not the
+ * statement's answer but the session's end, and c is broken. */
+static bool session_lost(struct pconn *c, const PGresult *r)
+{
+    const char *st = sqlstate(r);
+    if (strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0)
+        c->broken = true;
+    note_broken(c);
+    return c->broken;
+}
+
 int pg_fail(struct pconn *c, const PGresult *r, const char *what)
 {
     const char *msg = r ? PQresultErrorMessage(r) : "";
@@ -542,7 +556,7 @@ int pg_fail(struct pconn *c, const PGresult *r, const char *what)
     size_t n = strlen(line);
     while (n && line[n - 1] == ' ')
         line[--n] = '\0';
-    note_broken(c);
+    session_lost(c, r);
     const char *st = sqlstate(r);
     if (is_retry_state(st)) {
         log_warn("postgres: %s: %s (%s: retrying)", what, line, st);
@@ -1177,6 +1191,11 @@ static void pipe_read(struct pconn *c, PGresult **tail, int n_tail, int unsettle
                 pg_fail(c, r, "transaction control");
             if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
                 c->broken = true; /* no BEGIN or RELEASE: this batch cannot stand */
+        } else if (r && !result_ok(r) && session_lost(c, r)) {
+            /* its answer went with the session: not its own failure (500) but unsettled,
+             * like a result that never came */
+            log_warn("postgres: connection lost with a write in flight");
+            w->rc = unsettled_rc;
         } else {
             w->rc = r ? c->queued[i].done(c, w, r) : unsettled_rc;
         }
@@ -1311,8 +1330,7 @@ static int p_commit(void *conn)
             rc = TE_DB;
         }
     } else {
-        note_broken(c);
-        if (c->broken) {
+        if (session_lost(c, r)) {
             log_error("postgres: connection lost during COMMIT; its outcome is unknown");
             rc = TE_COMMIT_UNKNOWN;
         } else {
