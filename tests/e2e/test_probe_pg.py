@@ -365,3 +365,47 @@ def test_a_database_restart_under_purchase_load_is_answered_and_survived(start_t
     assert t.sql("SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind = 'commission'",
                  (ra["id"],)) == [(len(created),)]
     verify(t)
+
+
+# ---- case 4: a node SIGKILLed under load ----
+
+
+@postgres_only(TWO_NODES)
+def test_a_node_killed_under_load_leaves_every_answered_purchase_once(start_tally):
+    """Two nodes take purchases; node A is SIGKILLed mid-load. Every purchase answered 201 (by
+    either node) is in the ledger exactly once; those whose answer was lost with A are retried
+    on B and answer 201 or 200 duplicate; verify passes on the database."""
+    a, b = two_nodes(start_tally)
+    shop = Shop(a)
+    ra, buyer = shop.chain(2)
+    with Load(a, shop.admin, buyer, clients=4) as la, Load(b, shop.admin, buyer, clients=2) as lb:
+        wait_until(lambda: la.count(201) >= 100 and lb.count(201) >= 20, timeout=30,
+                   what="purchases on both nodes")
+        a.kill()  # SIGKILL: no drain, no goodbye
+        wait_until(lambda: la.count(-1) >= 4, timeout=10, what="node A's clients cut off")
+        la.done.set()
+        since = len(lb.answers)
+        wait_until(lambda: lb.count(201, since=since) >= 20, timeout=30,
+                   what="node B still taking purchases")
+    answers = la.answers + lb.answers
+    assert {a_[1] for a_ in answers} <= {201, -1}, {a_[1] for a_ in answers}
+    assert all(a_[1] == 201 for a_ in lb.answers), [a_ for a_ in lb.answers if a_[1] != 201][:3]
+    created = [a_[2]["transactionId"] for a_ in answers if a_[1] == 201]
+    assert len(created) == len(set(created))
+    rows = b.sql("SELECT transaction_id, COUNT(*) FROM purchases WHERE user_id = ?"
+                 " GROUP BY transaction_id", (buyer["id"],))
+    recorded = dict(rows)
+    assert all(recorded.get(tx) == 1 for tx in created), "a 201 purchase is missing"
+    # Each recorded purchase paid its commission once.
+    assert b.sql("SELECT COUNT(*), COUNT(DISTINCT purchase_id) FROM ledger_entries WHERE"
+                 " user_id = ? AND kind = 'commission'", (ra["id"],)) == [
+        (len(recorded), len(recorded))]
+    # The answers lost with A: retried on B, they credit once.
+    lost = [a_[2] for a_ in la.answers if a_[1] == -1]
+    with requests.Session() as s:
+        for body in lost:
+            r = s.post(b.url + "/api/purchase", json=body, timeout=30,
+                       headers={"Authorization": f"Bearer {shop.admin}"})
+            assert r.status_code in (200, 201), r.text
+            assert (r.status_code == 200) == (body["transactionId"] in recorded), r.text
+    verify(b)
