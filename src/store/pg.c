@@ -566,6 +566,23 @@ int pg_fail(struct pconn *c, const PGresult *r, const char *what)
     return TE_DB;
 }
 
+PGconn *pg_connect(const char *url)
+{
+    /* Keywords are applied in order and the URL (dbname, expanded) comes last, so its own
+     * connect_timeout wins; so does PGCONNECT_TIMEOUT, which libpq reads only for a keyword
+     * we leave out. */
+    const char *keys[3] = {NULL}, *vals[3] = {NULL};
+    int n = 0;
+    const char *env = getenv("PGCONNECT_TIMEOUT");
+    if (!env || !*env) {
+        keys[n] = "connect_timeout";
+        vals[n++] = PG_CONNECT_TIMEOUT_S;
+    }
+    keys[n] = "dbname";
+    vals[n++] = url;
+    return PQconnectdbParams(keys, vals, 1);
+}
+
 /* (Re)connect c to c->url and set the session up. 0 or TE_DB (c->broken stays set). */
 static int pconnect(struct pconn *c)
 {
@@ -576,7 +593,7 @@ static int pconnect(struct pconn *c)
     c->events_staged = c->staging_ready = c->piped = false;
     c->n_queued = 0;
     c->broken = true;
-    c->pg = PQconnectdb(c->url);
+    c->pg = pg_connect(c->url);
     char shown[1024];
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
         store_url_display(c->url, shown, sizeof shown);

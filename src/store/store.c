@@ -100,12 +100,18 @@ const char *store_url_display(const char *url, char *out, size_t cap)
         str_copy(rest, sizeof rest, at);
         snprintf(colon + 1, cap - (size_t)(colon + 1 - out), "***%s", rest);
     }
-    char *pw = strstr(out, "password=");
-    if (pw) {
+    /* every password=... of the query (sslpassword too), whatever its case: libpq refuses a
+     * misspelt or repeated one, and the message that says so must not show it */
+    for (char *pw = out; (pw = strcasestr(pw, "password=")) != NULL;) {
+        pw += 9;
+        if (strncmp(pw, "***", 3) == 0 && (pw[3] == '&' || pw[3] == '\0')) {
+            pw += 3;
+            continue;
+        }
         char *amp = strchr(pw, '&');
         char rest[1024];
         str_copy(rest, sizeof rest, amp ? amp : "");
-        snprintf(pw + 9, cap - (size_t)(pw + 9 - out), "***%s", rest);
+        snprintf(pw, cap - (size_t)(pw - out), "***%s", rest);
     }
     return out;
 }

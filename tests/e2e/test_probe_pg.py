@@ -24,13 +24,15 @@ PostgreSQL only by nature.
 
 import http.client
 import json
+import socket
+import subprocess
 import threading
 import time
 
 import pytest
 import requests
 
-from conftest import PG, assert_error, postgres_only, wait_until
+from conftest import PG, TALLY_BIN, assert_error, postgres_only, run_tally, tally_env, wait_until
 from moneykit import Shop, txid, verify
 from pgcluster import PgCluster
 
@@ -409,3 +411,70 @@ def test_a_node_killed_under_load_leaves_every_answered_purchase_once(start_tall
             assert r.status_code in (200, 201), r.text
             assert (r.status_code == 200) == (body["transactionId"] in recorded), r.text
     verify(b)
+
+
+# ---- case 5: bad database URLs at start ----
+
+SECRET = "hunter2-Sekrit"
+
+
+def refused(cmd, url, timeout=30):
+    """Run `tally cmd --db url` (serve on port 0); assert a non-zero exit with a message that
+    names the problem and never the password. Returns (stderr, seconds)."""
+    args = [cmd, "--db", url] + (["--port", "0"] if cmd == "serve" else [])
+    t0 = time.monotonic()
+    proc = run_tally(*args, timeout=timeout)
+    took = time.monotonic() - t0
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0, text
+    assert "cannot connect" in text or "cannot open" in text or "failed" in text, text
+    assert SECRET.lower() not in text.lower(), text
+    assert "listening" not in text, text
+    return text, took
+
+
+@postgres_only("the PostgreSQL engine's URLs")
+def test_bad_database_urls_are_refused_clearly_without_the_password(own_cluster):
+    pg = own_cluster
+    # A role with a password that the server checks (the test cluster trusts local roles).
+    pg.admin_exec(f"CREATE ROLE pw LOGIN PASSWORD '{SECRET}'")
+    pg.admin_exec("CREATE DATABASE pwdb OWNER pw")
+    hba = pg.data_dir / "pg_hba.conf"
+    hba.write_text("host all pw 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+    pg.admin_exec("SELECT pg_reload_conf()")
+    base = f"127.0.0.1:{pg.port}"
+    wait_until(lambda: run_tally("migrate", "--db", f"postgres://pw:wrong@{base}/pwdb")
+               .returncode != 0, timeout=10, what="the password rule in force")
+    assert run_tally("migrate", "--db", f"postgres://pw:{SECRET}@{base}/pwdb").returncode == 0
+    cases = {
+        "postgres://nohost/x": "nohost",
+        f"postgres://pw:wrong-{SECRET}@{base}/pwdb": "password authentication failed",
+        f"postgres://pw:{SECRET}@{base}/nosuchdb": "does not exist",
+        f"postgres://nosuchrole:{SECRET}@{base}/pwdb": "nosuchrole",
+        f"postgres://pw:{SECRET}@127.0.0.1:99999/pwdb": "port",
+        "postgres://:::garbage": "port",
+        f"postgres://pw@{base}/pwdb?password={SECRET}&sslmode=bogus": "sslmode",
+        f"postgres://pw@{base}/pwdb?sslmode=disable&PASSWORD={SECRET}": "PASSWORD",
+        f"postgres://pw@{base}/pwdb?password=x&sslpassword={SECRET}&sslmode=bogus": "sslmode",
+    }
+    for url, why in cases.items():
+        for cmd in ("serve", "migrate", "verify"):
+            text, _ = refused(cmd, url)
+            assert why in text, (cmd, url, text)
+
+
+@postgres_only("the PostgreSQL engine's URLs")
+def test_a_database_that_never_answers_is_given_up_on_at_start(tmp_path):
+    """A host that accepts the TCP connection and then says nothing (a wedged server, a
+    firewall that swallows packets after the handshake): libpq waited for ever and so did
+    `tally serve`. tally now gives each connection attempt 5 s unless the URL sets
+    connect_timeout (or PGCONNECT_TIMEOUT is set)."""
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)
+        url = f"postgres://tally:{SECRET}@127.0.0.1:{hole.getsockname()[1]}/x"
+        text, took = refused("serve", url, timeout=60)
+        assert "timeout" in text, text
+        assert took < 15, f"gave up after {took:.1f}s"
+        _, took = refused("migrate", url + "?connect_timeout=2", timeout=60)
+        assert took < 4.5, f"connect_timeout=2 in the URL: gave up after {took:.1f}s"
