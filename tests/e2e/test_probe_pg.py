@@ -32,7 +32,7 @@ import time
 import pytest
 import requests
 
-from conftest import PG, TALLY_BIN, assert_error, postgres_only, run_tally, tally_env, wait_until
+from conftest import PG, assert_error, make_jwt, postgres_only, run_tally, wait_until
 from moneykit import Shop, txid, verify
 from pgcluster import PgCluster
 
@@ -367,6 +367,31 @@ def test_a_database_restart_under_purchase_load_is_answered_and_survived(start_t
     assert t.sql("SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind = 'commission'",
                  (ra["id"],)) == [(len(created),)]
     verify(t)
+
+
+
+def test_a_first_read_while_the_database_is_down_is_503_not_500(start_tally, own_cluster):
+    """Each thread opens its reader connection on its first read. With the database down, that
+    open failed and the request answered 500 internal_error, where a thread that had read
+    before answered 503 unavailable (its reader reconnects and fails)."""
+    pg = own_cluster
+    jwt_secret = "probe3-jwt-secret-0123456789abcdef-0123"
+    t = start_tally(db=pg.create_database(),
+                    env={"TALLY_JWT_SECRET": jwt_secret, "TALLY_HTTP_THREADS": 4})
+    user = t.signup()["user"]
+    now = int(time.time())
+    token = make_jwt({"sub": user["id"], "iss": "tally", "iat": now, "exp": now + 600},
+                     secret=jwt_secret)
+    pg.server_stop("fast")
+    for _ in range(12):  # new connections: every HTTP thread, whether it has read before or not
+        r = requests.get(t.url + "/api/wallet", headers={"Authorization": f"Bearer {token}"},
+                         timeout=30)
+        assert_error(r, 503, "unavailable")
+        assert r.headers.get("Retry-After") == "1"
+    pg.server_start()
+    r = wait_until(lambda: (lambda r: r if r.status_code == 200 else None)(
+        t.get("/api/wallet", token=token)), timeout=20, what="reads again")
+    assert r.json()["balance"] == "0.00"
 
 
 # ---- case 4: a node SIGKILLed under load ----
