@@ -42,6 +42,7 @@
  *    held only for that insert and the COMMIT: ids become visible in id order, everywhere.
  *  - Migrations run one per transaction under pg_advisory_xact_lock, so two nodes starting
  *    together migrate once. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -580,7 +581,49 @@ PGconn *pg_connect(const char *url)
     }
     keys[n] = "dbname";
     vals[n++] = url;
-    return PQconnectdbParams(keys, vals, 1);
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    /* libpq's default prints notices raw on stderr, amid the JSON log lines: the server's
+     * "terminating connection due to administrator command" on a restart, for one */
+    if (pg)
+        PQsetNoticeProcessor(pg, notice_quiet, NULL);
+    return pg;
+}
+
+/* While the database is down, every request that needs it tries to connect and fails: a
+ * restart under load logged some 4000 identical lines a second. So the first failure is
+ * logged, then one line per PG_CONNECT_LOG_NS saying how many attempts failed meanwhile, and
+ * one line when a connection succeeds again. Shared by every connection of the process. */
+#define PG_CONNECT_LOG_NS (10LL * 1000000000LL)
+static _Atomic bool connect_down;
+static _Atomic int64_t connect_logged_ns;
+static _Atomic long connect_fails_unlogged;
+
+static void connect_failed(const char *url, const char *why)
+{
+    atomic_fetch_add(&connect_fails_unlogged, 1);
+    int64_t now = mono_ns(), last = atomic_load(&connect_logged_ns);
+    if (atomic_load(&connect_down) && now - last < PG_CONNECT_LOG_NS)
+        return;
+    if (!atomic_compare_exchange_strong(&connect_logged_ns, &last, now))
+        return; /* another thread is reporting this period */
+    bool was_down = atomic_exchange(&connect_down, true);
+    long n = atomic_exchange(&connect_fails_unlogged, 0);
+    char shown[1024];
+    store_url_display(url, shown, sizeof shown);
+    if (was_down && n > 1)
+        log_error("postgres: cannot connect to %s: %s (%ld attempts failed in the last %lld s)",
+                  shown, why, n, (long long)((now - last) / 1000000000LL));
+    else
+        log_error("postgres: cannot connect to %s: %s", shown, why);
+}
+
+static void connect_succeeded(void)
+{
+    if (!atomic_load(&connect_down) || !atomic_exchange(&connect_down, false))
+        return;
+    long n = atomic_exchange(&connect_fails_unlogged, 0);
+    log_info("postgres: connected again (%ld more attempts had failed since the last report)",
+             n);
 }
 
 /* (Re)connect c to c->url and set the session up. 0 or TE_DB (c->broken stays set). */
@@ -594,9 +637,7 @@ static int pconnect(struct pconn *c)
     c->n_queued = 0;
     c->broken = true;
     c->pg = pg_connect(c->url);
-    char shown[1024];
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-        store_url_display(c->url, shown, sizeof shown);
         char msg[512];
         str_copy(msg, sizeof msg, c->pg ? PQerrorMessage(c->pg) : "out of memory");
         for (char *q = msg; *q; q++)
@@ -605,10 +646,10 @@ static int pconnect(struct pconn *c)
         size_t n = strlen(msg);
         while (n && msg[n - 1] == ' ')
             msg[--n] = '\0';
-        log_error("postgres: cannot connect to %s: %s", shown, msg);
+        connect_failed(c->url, msg);
         return TE_DB;
     }
-    PQsetNoticeProcessor(c->pg, notice_quiet, NULL);
+    connect_succeeded();
     if (PQsetClientEncoding(c->pg, "UTF8") != 0) {
         log_error("postgres: cannot set client_encoding UTF8");
         return TE_DB;

@@ -306,8 +306,8 @@ class Load:
 
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
-def test_a_database_restart_under_purchase_load_is_answered_and_survived(start_tally,
-                                                                          own_cluster, mode):
+def test_a_database_restart_under_purchase_load_is_answered_and_survived(own_cluster,
+                                                                          start_tally, mode):
     """`pg_ctl restart -m fast` (sessions ended cleanly) and `-m immediate` (a crash: no
     checkpoint, recovery on start) while purchases are in flight. Every purchase is answered,
     quickly: 201, or 503 with a JSON error (unavailable, or commit_unknown when its COMMIT was
@@ -331,6 +331,13 @@ def test_a_database_restart_under_purchase_load_is_answered_and_survived(start_t
                    what="purchases answered 201 again after the restart")
     assert t.running
     assert t.get("/readyz").status_code == 200
+    # The outage is reported, not once per request (it was some 4000 lines a second).
+    lines = t.log().splitlines()
+    cannot = [ln for ln in lines if "cannot connect" in ln]
+    assert 1 <= len(cannot) <= 3, (len(cannot), cannot[:5])
+    assert any("connected again" in ln for ln in lines)
+    assert sum("postgres listener" in ln for ln in lines) <= 10
+    assert all(ln.startswith("{") for ln in lines), [ln for ln in lines if ln[:1] != "{"]
     answers = load.answers
     dropped = [a for a in answers if a[1] == -1]
     assert not dropped, dropped[:5]
@@ -370,7 +377,7 @@ def test_a_database_restart_under_purchase_load_is_answered_and_survived(start_t
 
 
 
-def test_a_first_read_while_the_database_is_down_is_503_not_500(start_tally, own_cluster):
+def test_a_first_read_while_the_database_is_down_is_503_not_500(own_cluster, start_tally):
     """Each thread opens its reader connection on its first read. With the database down, that
     open failed and the request answered 500 internal_error, where a thread that had read
     before answered 503 unavailable (its reader reconnects and fails)."""
