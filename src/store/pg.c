@@ -563,6 +563,12 @@ int pg_fail(struct pconn *c, const PGresult *r, const char *what)
         log_warn("postgres: %s: %s (%s: retrying)", what, line, st);
         return TE_RETRY;
     }
+    if (strcmp(st, "25006") == 0) {
+        /* the database takes no writes: a standby not yet promoted, or set read-only. Not a
+         * bug of this request: 503, retry once the database takes writes again */
+        log_error("postgres: %s: the database is read-only: %s", what, line);
+        return TE_UNAVAILABLE;
+    }
     log_error("postgres: %s: %s%s%s", what, line, *st ? " SQLSTATE " : "", st);
     return TE_DB;
 }
@@ -1097,16 +1103,19 @@ static int p_migrate(void *conn, bool verbose)
     return 0;
 }
 
-static const char SQL_PING[] = "SELECT 1";
+/* Ready means reachable and taking writes: a node on a database in recovery (a standby not
+ * yet promoted) or set read-only would answer every write 503. */
+static const char SQL_READY[] = "SELECT current_setting('transaction_read_only')";
 
 static int p_ping(void *conn)
 {
     int e;
-    PGresult *r = pg_run(conn, SQL_PING, NULL, 0, &e);
+    PGresult *r = pg_run(conn, SQL_READY, NULL, 0, &e);
     if (!r)
         return e;
+    bool read_only = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "on") == 0;
     PQclear(r);
-    return 0;
+    return read_only ? TE_UNAVAILABLE : 0;
 }
 
 /* ---- transactions (the writer's group commit) ---- */

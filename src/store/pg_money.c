@@ -393,7 +393,8 @@ static int purchase_done(struct pconn *c, struct store_write *w, const PGresult 
             return TE_RETRY;
         }
         log_error("postgres: purchase: %s", why);
-        return TE_DB;
+        /* the database takes no writes (pg_fail says why that is a 503) */
+        return strstr(why, "(SQLSTATE 25006)") ? TE_UNAVAILABLE : TE_DB;
     }
     pg_col_text(r, 0, 1, out->purchase_id, sizeof out->purchase_id);
     pg_col_text(r, 0, 2, out->user_id, sizeof out->user_id);

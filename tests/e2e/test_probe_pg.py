@@ -32,8 +32,9 @@ import time
 import pytest
 import requests
 
-from conftest import PG, assert_error, make_jwt, postgres_only, run_tally, wait_until
-from moneykit import Shop, txid, verify
+from conftest import (PG, assert_error, make_jwt, pg_cluster, postgres_only, run_tally,
+                      wait_until)
+from moneykit import Shop, snapshot, txid, verify
 from pgcluster import PgCluster
 
 TWO_NODES = "two nodes share a database only on PostgreSQL"
@@ -399,6 +400,47 @@ def test_a_first_read_while_the_database_is_down_is_503_not_500(own_cluster, sta
     r = wait_until(lambda: (lambda r: r if r.status_code == 200 else None)(
         t.get("/api/wallet", token=token)), timeout=20, what="reads again")
     assert r.json()["balance"] == "0.00"
+
+
+
+def drop_tally_sessions(t):
+    t.sql("SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE"
+          " application_name LIKE 'tally%' AND datname = current_database()"
+          " AND pid <> pg_backend_pid()")
+
+
+@postgres_only("a read-only database (a standby not yet promoted) is a PostgreSQL state")
+def test_a_read_only_database_answers_writes_503_and_is_not_ready(start_tally):
+    """The database takes no writes (a failover to a standby still in recovery, or
+    default_transaction_read_only = on): every write answered 500 internal_error and /readyz
+    said ready. Now writes are 503 unavailable (retry: the state passes), reads still work,
+    /readyz is 503, and nothing changed; once the database takes writes again, so does tally."""
+    t = start_tally()
+    shop = Shop(t)
+    ra, buyer = shop.chain(2)
+    t.sql("ALTER DATABASE " + str(t.db_path).rsplit("/", 1)[1]
+          + " SET default_transaction_read_only = on")
+    drop_tally_sessions(t)  # new sessions read the setting
+    before = snapshot(t)
+    body = {"transactionId": txid("ro"), "userId": buyer["id"], "amount": "10.00"}
+    for _ in range(3):
+        r = shop.purchase(body)
+        assert_error(r, 503, "unavailable")
+        assert r.headers.get("Retry-After") == "1"
+    r = t.post("/api/referral/generate-code", json={}, token=ra["token"])
+    assert_error(r, 503, "unavailable")
+    assert t.get("/api/wallet", token=ra["token"]).status_code == 200
+    assert_error(t.get("/readyz"), 503, "unavailable")
+    assert snapshot(t) == before
+    # from another database: every session on this one is read-only now, ours included
+    pg_cluster().admin_exec("ALTER DATABASE " + str(t.db_path).rsplit("/", 1)[1]
+                            + " RESET default_transaction_read_only")
+    drop_tally_sessions(t)
+    r = wait_until(lambda: (lambda r: r if r.status_code == 201 else None)(shop.purchase(body)),
+                   timeout=20, what="writes again")
+    assert r.json()["duplicate"] is False
+    assert t.get("/readyz").status_code == 200
+    verify(t)
 
 
 # ---- case 4: a node SIGKILLed under load ----
