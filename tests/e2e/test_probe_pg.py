@@ -306,11 +306,13 @@ class Load:
             th.join(60)
 
 
-@pytest.mark.parametrize("mode", ["fast", "immediate"])
+@pytest.mark.parametrize("mode", ["fast", "immediate", "terminate"])
 def test_a_database_restart_under_purchase_load_is_answered_and_survived(own_cluster,
                                                                           start_tally, mode):
     """`pg_ctl restart -m fast` (sessions ended cleanly) and `-m immediate` (a crash: no
-    checkpoint, recovery on start) while purchases are in flight. Every purchase is answered,
+    checkpoint, recovery on start) while purchases are in flight; and "terminate": a DBA
+    ending every tally session five times over (pg_terminate_backend), the database staying
+    up. Every purchase is answered,
     quickly: 201, or 503 with a JSON error (unavailable, or commit_unknown when its COMMIT was
     in flight) and Retry-After; no connection is dropped and the node does not die. Once the
     database is back the node serves again by itself. Retrying every purchase that was not 201
@@ -322,14 +324,24 @@ def test_a_database_restart_under_purchase_load_is_answered_and_survived(own_clu
     ra, buyer = shop.chain(2)
     with Load(t, shop.admin, buyer) as load:
         wait_until(lambda: load.count(201) >= 30, timeout=20, what="purchases before the stop")
-        pg.server_stop(mode)
-        wait_until(lambda: load.count(503) >= 30, timeout=20, what="503s while the db is down")
-        assert t.get("/healthz").status_code == 200  # alive...
-        assert_error(t.get("/readyz"), 503, "unavailable")  # ...but not ready
-        pg.server_start()
-        back = len(load.answers)
-        wait_until(lambda: load.count(201, since=back) >= 30, timeout=30,
-                   what="purchases answered 201 again after the restart")
+        if mode == "terminate":
+            for _ in range(5):
+                drop_tally_sessions(t)
+                back = len(load.answers)
+                wait_until(lambda: load.count(201, since=back) >= 10, timeout=30,
+                           what="purchases answered 201 after the sessions were ended")
+        else:
+            pg.server_stop(mode)
+            wait_until(lambda: load.count(503) >= 30, timeout=20, what="503s while it is down")
+            assert t.get("/healthz").status_code == 200  # alive...
+            assert_error(t.get("/readyz"), 503, "unavailable")  # ...but not ready
+            pg.server_start()
+            back = len(load.answers)
+            wait_until(lambda: load.count(201, since=back) >= 30, timeout=30,
+                       what="purchases answered 201 again after the restart")
+    if mode == "terminate":
+        check_answers(t, shop, ra, buyer, load.answers)
+        return
     assert t.running
     assert t.get("/readyz").status_code == 200
     # The outage is reported, not once per request (it was some 4000 lines a second).
@@ -339,7 +351,11 @@ def test_a_database_restart_under_purchase_load_is_answered_and_survived(own_clu
     assert any("connected again" in ln for ln in lines)
     assert sum("postgres listener" in ln for ln in lines) <= 10
     assert all(ln.startswith("{") for ln in lines), [ln for ln in lines if ln[:1] != "{"]
-    answers = load.answers
+    check_answers(t, shop, ra, buyer, load.answers)
+
+
+def check_answers(t, shop, ra, buyer, answers):
+    """The answers of a Load through a database outage: see the test above."""
     dropped = [a for a in answers if a[1] == -1]
     assert not dropped, dropped[:5]
     slow = max(a[4] for a in answers)
@@ -375,7 +391,6 @@ def test_a_database_restart_under_purchase_load_is_answered_and_survived(own_clu
     assert t.sql("SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind = 'commission'",
                  (ra["id"],)) == [(len(created),)]
     verify(t)
-
 
 
 def test_a_first_read_while_the_database_is_down_is_503_not_500(own_cluster, start_tally):
