@@ -628,8 +628,7 @@ static void connect_succeeded(void)
     if (!atomic_load(&connect_down) || !atomic_exchange(&connect_down, false))
         return;
     long n = atomic_exchange(&connect_fails_unlogged, 0);
-    log_info("postgres: connected again (%ld more attempts had failed since the last report)",
-             n);
+    log_info("postgres: connected again (%ld more attempts had failed since the last report)", n);
 }
 
 /* (Re)connect c to c->url and set the session up. 0 or TE_DB (c->broken stays set). */
