@@ -450,6 +450,69 @@ def test_a_database_restart_under_purchase_load_is_answered_and_survived(own_clu
     check_answers(t, shop, ra, buyer, load.answers)
 
 
+
+def test_copies_on_two_nodes_through_a_database_crash_credit_once(own_cluster, start_tally):
+    """Cases 2 and 3 together: every purchase is sent to both nodes at once, and the database
+    crashes (`-m immediate`) and comes back meanwhile. Whatever each copy was answered (201,
+    200 duplicate, 503 unavailable or commit_unknown), retrying the copies that got a 503
+    settles every purchase: recorded once, at most one 201 among all its answers, verify."""
+    pg = own_cluster
+    a = start_tally(db=pg.create_database())
+    b = start_tally(db=a.db_path)
+    shop = Shop(a)
+    ra, buyer = shop.chain(2)
+    answers = []  # (transactionId, status, code)
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def client(k):
+        while not done.is_set():
+            body = {"transactionId": txid(f"x{k}"), "userId": buyer["id"], "amount": "2.00"}
+            rs = race_calls([(n, "/api/purchase", shop.admin, body) for n in (a, b)])
+            with lock:
+                for r in rs:
+                    code = r.json()["error"]["code"] if r.status_code >= 400 else None
+                    answers.append((body, r.status_code, code))
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(3)]
+    for th in threads:
+        th.start()
+    try:
+        wait_until(lambda: sum(1 for x in answers if x[1] == 201) >= 20, timeout=20,
+                   what="purchases before the crash")
+        pg.server_stop("immediate")
+        wait_until(lambda: sum(1 for x in answers if x[1] == 503) >= 10, timeout=20,
+                   what="503s while the database is down")
+        pg.server_start()
+        back = len(answers)
+        wait_until(lambda: sum(1 for x in answers[back:] if x[1] == 201) >= 20, timeout=30,
+                   what="purchases after the restart")
+    finally:
+        done.set()
+        for th in threads:
+            th.join(60)
+    by_tx = {}
+    for body, status, code in answers:
+        assert status in (200, 201, 503), (status, code)
+        if status == 503:
+            assert code in ("unavailable", "commit_unknown"), code
+        by_tx.setdefault(body["transactionId"], (body, []))[1].append(status)
+    with requests.Session() as s:
+        for tx, (body, statuses) in by_tx.items():
+            if 503 in statuses:
+                r = s.post(a.url + "/api/purchase", json=body, timeout=30,
+                           headers={"Authorization": f"Bearer {shop.admin}"})
+                assert r.status_code in (200, 201), r.text
+                statuses.append(r.status_code)
+            assert statuses.count(201) <= 1, (tx, statuses)
+    recorded = dict(a.sql("SELECT transaction_id, COUNT(*) FROM purchases WHERE user_id = ?"
+                          " GROUP BY transaction_id", (buyer["id"],)))
+    assert recorded == {tx: 1 for tx in by_tx}
+    assert a.sql("SELECT COUNT(*) FROM ledger_entries WHERE user_id = ? AND kind ="
+                 " 'commission'", (ra["id"],)) == [(len(by_tx),)]
+    verify(a)
+
+
 def check_answers(t, shop, ra, buyer, answers):
     """The answers of a Load through a database outage: see the test above."""
     dropped = [a for a in answers if a[1] == -1]
