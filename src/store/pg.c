@@ -973,7 +973,7 @@ PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_u
         ExecStatusType st = PQresultStatus(r);
         if (r && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
             return r;
-        note_broken(c);
+        session_lost(c, r);
         if (c->broken && !c->writer && attempt == 0) {
             PQclear(r);
             log_warn("postgres: connection lost; reconnecting to run the read again");
@@ -984,8 +984,9 @@ PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_u
         if (c->broken && fresh && attempt == 0) {
             PQclear(r);
             log_warn("postgres: writer connection lost between batches; reconnecting");
-            if (writer_session(c)) {
-                *err = TE_DB;
+            int e = writer_session(c);
+            if (e) {
+                *err = e; /* TE_UNAVAILABLE when the database is unreachable */
                 return NULL;
             }
             c->begin_pending = true;
