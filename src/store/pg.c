@@ -563,6 +563,11 @@ int pg_fail(struct pconn *c, const PGresult *r, const char *what)
         log_warn("postgres: %s: %s (%s: retrying)", what, line, st);
         return TE_RETRY;
     }
+    if (strcmp(st, "55P03") == 0) {
+        /* a reader's lock_timeout (PG_READ_LOCK_TIMEOUT), or the operator's: a table held */
+        log_error("postgres: %s: gave up waiting for a lock: %s", what, line);
+        return TE_UNAVAILABLE;
+    }
     if (strcmp(st, "25006") == 0) {
         /* the database takes no writes: a standby not yet promoted, or set read-only. Not a
          * bug of this request: 503, retry once the database takes writes again */
@@ -660,8 +665,15 @@ static int pconnect(struct pconn *c)
         return TE_DB;
     }
     c->broken = false;
-    if (pg_exec(c, "SET synchronous_commit = on; SET application_name = 'tally';"
-                   " SET TIME ZONE 'UTC'"))
+    /* A reader never waits long for a lock: reads conflict only with an ACCESS EXCLUSIVE lock
+     * (LOCK TABLE, most ALTER TABLE, VACUUM FULL), and an HTTP thread waiting behind one stops
+     * its whole share of the node, /healthz included. It gives up with 55P03 (503) instead.
+     * The writer waits: its row locks are other nodes' batches, which commit soon. */
+    if (pg_exec(c, c->writer ? "SET synchronous_commit = on; SET application_name = 'tally';"
+                               " SET TIME ZONE 'UTC'"
+                             : "SET synchronous_commit = on; SET application_name = 'tally';"
+                               " SET TIME ZONE 'UTC'; SET lock_timeout = '" PG_READ_LOCK_TIMEOUT
+                               "'"))
         return TE_DB;
     /* An answered write must survive a crash: refuse a session that would not wait for it. */
     const char *sc = PQparameterStatus(c->pg, "synchronous_commit");

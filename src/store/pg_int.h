@@ -90,6 +90,9 @@ bool pg_params_utf8(const struct pgp *p);
  * says nothing (a wedged host, a firewall swallowing packets), and so would tally's start, a
  * reader's reconnect inside a request, and the writer. libpq's own minimum is 2 s. */
 #define PG_CONNECT_TIMEOUT_S "5"
+/* A reader session's lock_timeout (pg.c, pconnect): a read held up this long by a table lock
+ * answers 503 rather than hold its HTTP thread for as long as the lock lasts. */
+#define PG_READ_LOCK_TIMEOUT "5s"
 PGconn *pg_connect(const char *url);
 /* Log the failure of what (with the server's message) and return the TE_* it maps to:
  * TE_RETRY for serialization failures and deadlocks (40001, 40P01), TE_DB otherwise. */

@@ -617,6 +617,33 @@ def test_a_read_only_database_answers_writes_503_and_is_not_ready(start_tally):
     verify(t)
 
 
+
+@postgres_only("PostgreSQL's table locks")
+def test_a_table_locked_by_an_operator_makes_reads_503_not_a_frozen_node(start_tally):
+    """A DBA's LOCK TABLE (or an ALTER TABLE, a VACUUM FULL) holding users: every read of it
+    waited for the lock, so each HTTP thread hung in turn and the node stopped answering
+    anything, /healthz included, for as long as the lock was held. Readers now give up after
+    5 s (lock_timeout) with 503 unavailable, and read again once the lock is gone."""
+    t = start_tally()
+    shop = Shop(t)
+    u = shop.user("Reader")
+    con = t.connect()
+    try:
+        con.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        t0 = time.monotonic()
+        r = requests.get(t.url + "/api/me", headers={"Authorization": f"Bearer {u['token']}"},
+                         timeout=60)
+        took = time.monotonic() - t0
+        assert_error(r, 503, "unavailable")
+        assert r.headers.get("Retry-After") == "1"
+        assert 4 <= took < 9, took
+    finally:
+        con.rollback()
+        con.close()
+    r = t.get("/api/me", token=u["token"])
+    assert r.status_code == 200, r.text
+
+
 # ---- case 4: a node SIGKILLed under load ----
 
 
