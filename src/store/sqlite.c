@@ -316,6 +316,51 @@ static const char *const migrations[] = {
      * refunds and verify by id), and every purchase paid for this index with a page in the WAL
      * at a random place: one of the ~14 pages a purchase writes (measured with bench-store). */
     "DROP INDEX idx_purchases_user_id;",
+
+    /* 9: ledger entries and events without AUTOINCREMENT. AUTOINCREMENT only promises that an
+     * id is never reused after its row is deleted, and rows of these tables are never deleted
+     * (a trigger forbids it for the ledger; docs/OPERATIONS.md: do not delete events), so a
+     * plain INTEGER PRIMARY KEY hands out the same ids (the largest plus one) without updating
+     * sqlite_sequence on every insert: six times a purchase (measured with bench-store; see
+     * docs/OPERATIONS.md, "What a purchase costs on SQLite"). The tables are rebuilt with their
+     * ids, indexes and triggers; deliveries keep referring to events by name (foreign keys are
+     * off while migrations run, and checked before each commits: s_migrate). */
+    "CREATE TABLE ledger_entries_v9 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  user_id TEXT NOT NULL REFERENCES users(id),"
+    "  account TEXT NOT NULL CHECK (account IN ('cash', 'points')),"
+    "  amount INTEGER NOT NULL CHECK (amount <> 0),"
+    "  kind TEXT NOT NULL,"
+    "  level INTEGER,"
+    "  rate_bps INTEGER,"
+    "  purchase_id TEXT REFERENCES purchases(id),"
+    "  source_user_id TEXT,"
+    "  ref_id TEXT,"
+    "  created_at INTEGER NOT NULL);"
+    "INSERT INTO ledger_entries_v9 (id, user_id, account, amount, kind, level, rate_bps,"
+    "  purchase_id, source_user_id, ref_id, created_at)"
+    "  SELECT id, user_id, account, amount, kind, level, rate_bps, purchase_id, source_user_id,"
+    "  ref_id, created_at FROM ledger_entries ORDER BY id;"
+    "DROP TABLE ledger_entries;"
+    "ALTER TABLE ledger_entries_v9 RENAME TO ledger_entries;"
+    "CREATE INDEX idx_ledger_user ON ledger_entries(user_id, id);"
+    "CREATE INDEX idx_ledger_purchase ON ledger_entries(purchase_id);"
+    "CREATE UNIQUE INDEX idx_ledger_bonus_once ON ledger_entries(ref_id) WHERE kind = 'bonus';"
+    "CREATE TRIGGER ledger_immutable_update BEFORE UPDATE ON ledger_entries"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;"
+    "CREATE TRIGGER ledger_immutable_delete BEFORE DELETE ON ledger_entries"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;"
+    "CREATE TABLE events_v9 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  user_id TEXT NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  data TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "INSERT INTO events_v9 (id, user_id, type, data, created_at)"
+    "  SELECT id, user_id, type, data, created_at FROM events ORDER BY id;"
+    "DROP TABLE events;"
+    "ALTER TABLE events_v9 RENAME TO events;"
+    "CREATE INDEX idx_events_user ON events(user_id, id);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -496,12 +541,25 @@ static int s_sync(void *conn)
     return 0;
 }
 
-static int s_migrate(void *conn, bool verbose)
+/* 0 if no row breaks a foreign key, else TE_DB (with the first offender logged). */
+static int fk_check(struct sconn *c)
 {
-    struct sconn *c = conn;
-    if (sq_exec(c, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                " applied_at INTEGER NOT NULL)"))
-        return TE_DB;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
+        return sq_fail(c, "foreign_key_check");
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        log_error("sqlite: migration leaves a broken foreign key: %s row %lld -> %s",
+                  (const char *)sqlite3_column_text(st, 0),
+                  (long long)sqlite3_column_int64(st, 1),
+                  (const char *)sqlite3_column_text(st, 2));
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? 0 : TE_DB;
+}
+
+/* Apply the migrations not yet applied, each in its own transaction. */
+static int migrate_all(struct sconn *c, bool verbose)
+{
     for (int v = 1; v <= N_MIGRATIONS; v++) {
         if (sq_exec(c, "BEGIN IMMEDIATE"))
             return TE_DB;
@@ -515,7 +573,7 @@ static int s_migrate(void *conn, bool verbose)
             sq_exec(c, "COMMIT");
             continue;
         }
-        if (sq_exec(c, migrations[v - 1])) {
+        if (sq_exec(c, migrations[v - 1]) || fk_check(c)) {
             sq_exec(c, "ROLLBACK");
             return TE_DB;
         }
@@ -531,7 +589,27 @@ static int s_migrate(void *conn, bool verbose)
         if (verbose)
             printf("applied migration %d\n", v);
     }
-    return wal_sync_init(c);
+    return 0;
+}
+
+/* Foreign keys are off while migrations run, as SQLite's procedure for changing a table's
+ * definition asks (https://sqlite.org/lang_altertable.html#otheralter): a rebuilt parent table
+ * is dropped and its copy renamed into place, and with foreign keys on, the drop's implicit
+ * DELETE would fail on the rows that refer to it. Instead each migration ends with
+ * foreign_key_check and commits only if no row breaks a key. (The pragma cannot change inside
+ * a transaction.) */
+static int s_migrate(void *conn, bool verbose)
+{
+    struct sconn *c = conn;
+    if (sq_exec(c, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " applied_at INTEGER NOT NULL)"))
+        return TE_DB;
+    if (sq_exec(c, "PRAGMA foreign_keys=OFF"))
+        return TE_DB;
+    int rc = migrate_all(c, verbose);
+    if (sq_exec(c, "PRAGMA foreign_keys=ON"))
+        rc = rc ? rc : TE_DB;
+    return rc ? rc : wal_sync_init(c);
 }
 
 static int s_ping(void *conn)
