@@ -432,12 +432,11 @@ void sq_col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
  * chunks, all freed when the savepoint is released: ~110 malloc/free pairs per purchase. glibc's
  * per-thread cache holds only 7 blocks of a size, so most go through its slow bins (measured
  * with callgrind on bench-store: 13% of the writer's instructions). Threads that open write
- * transactions (sq_mem_keep_chunks(), from s_begin) keep up to SQ_MEM_KEPT_MAX freed chunks
- * on a thread-local list and hand them out again; other blocks and threads use malloc as is.
- * Every block carries its size in front (8 bytes, as SQLite's own malloc wrapper does), which
- * xSize needs and which tells xFree a chunk from other blocks. */
+ * transactions (sq_mem_keep_chunks(), from s_begin) keep up to STORE_JOURNAL_CHUNKS_KEPT_MAX
+ * freed chunks on a thread-local list and hand them out again; other blocks and threads use
+ * malloc as is. Every block carries its size in front (8 bytes, as SQLite's own malloc wrapper
+ * does), which xSize needs and which tells xFree a chunk from other blocks. */
 #define SQ_MEM_CHUNK_BYTES 1024 /* memjournal.c's MEMJOURNAL_DFLT_FILECHUNKSIZE */
-#define SQ_MEM_KEPT_MAX 512     /* 512 KiB a writer thread: a savepoint's journal and then some */
 
 struct sq_mem_kept {
     void *head; /* freed chunks, linked through their first bytes */
@@ -473,7 +472,7 @@ static void sq_mem_free(void *p)
     if (!p)
         return;
     struct sq_mem_kept *k = &mem_kept;
-    if (k->on && k->n < SQ_MEM_KEPT_MAX && sq_mem_size(p) == SQ_MEM_CHUNK_BYTES) {
+    if (k->on && k->n < STORE_JOURNAL_CHUNKS_KEPT_MAX && sq_mem_size(p) == SQ_MEM_CHUNK_BYTES) {
         memcpy(p, &k->head, sizeof k->head);
         k->head = p;
         k->n++;
