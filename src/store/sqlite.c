@@ -416,6 +416,14 @@ void sq_bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
+void sq_bind_text_inplace(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v && *v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
 void sq_col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
@@ -835,9 +843,9 @@ int sq_event(struct sconn *c, const char *user_id, const char *type, const char 
     sqlite3_stmt *st = sq_prep(c, SQL_EVENT_INSERT);
     if (!st)
         return TE_DB;
-    sq_bind_text(st, 1, user_id);
-    sq_bind_text(st, 2, type);
-    sq_bind_text(st, 3, data);
+    sq_bind_text_inplace(st, 1, user_id); /* stepped and reset below */
+    sq_bind_text_inplace(st, 2, type);
+    sq_bind_text_inplace(st, 3, data);
     sqlite3_bind_int64(st, 4, now);
     return sq_step_write(c, st, 0);
 }

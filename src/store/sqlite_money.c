@@ -82,17 +82,18 @@ static int post(struct sconn *c, const char *user_id, bool cash, int64_t amount,
     sqlite3_stmt *st = sq_prep(c, SQL_LEDGER_INSERT);
     if (!st)
         return TE_DB;
-    sq_bind_text(st, 1, user_id);
-    sq_bind_text(st, 2, cash ? "cash" : "points");
+    /* Both statements are stepped and reset here: the texts may be bound in place. */
+    sq_bind_text_inplace(st, 1, user_id);
+    sq_bind_text_inplace(st, 2, cash ? "cash" : "points");
     sqlite3_bind_int64(st, 3, amount);
-    sq_bind_text(st, 4, kind);
+    sq_bind_text_inplace(st, 4, kind);
     if (level)
         sqlite3_bind_int(st, 5, level);
     if (level)
         sqlite3_bind_int(st, 6, bps);
-    sq_bind_text(st, 7, purchase_id);
-    sq_bind_text(st, 8, source_user_id);
-    sq_bind_text(st, 9, ref_id);
+    sq_bind_text_inplace(st, 7, purchase_id);
+    sq_bind_text_inplace(st, 8, source_user_id);
+    sq_bind_text_inplace(st, 9, ref_id);
     sqlite3_bind_int64(st, 10, now);
     int e = sq_step_write(c, st, 0);
     if (e)
@@ -102,7 +103,7 @@ static int post(struct sconn *c, const char *user_id, bool cash, int64_t amount,
     st = sq_prep(c, sql);
     if (!st)
         return TE_DB;
-    sq_bind_text(st, 1, user_id);
+    sq_bind_text_inplace(st, 1, user_id);
     sqlite3_bind_int64(st, 2, amount);
     sqlite3_bind_int64(st, 3, now);
     int r = sqlite3_step(st);
@@ -255,7 +256,7 @@ static int apply_purchase(struct sconn *c, struct store_write *w)
     sqlite3_stmt *st = sq_prep(c, SQL_BUYER);
     if (!st)
         return TE_DB;
-    sq_bind_text(st, 1, in->user_id);
+    sq_bind_text_inplace(st, 1, in->user_id);
     int r = sqlite3_step(st);
     if (r != SQLITE_ROW) {
         sqlite3_reset(st);
@@ -274,17 +275,17 @@ static int apply_purchase(struct sconn *c, struct store_write *w)
     st = sq_prep(c, SQL_PURCHASE_TRY);
     if (!st)
         return TE_DB;
-    sq_bind_text(st, 1, out->purchase_id);
+    sq_bind_text_inplace(st, 1, out->purchase_id);
     sqlite3_bind_text(st, 2, in->retailer_key, -1, SQLITE_TRANSIENT); /* "" is a key */
-    sq_bind_text(st, 3, in->transaction_id);
-    sq_bind_text(st, 4, in->user_id);
-    sq_bind_text(st, 5, in->retailer_id);
-    sq_bind_text(st, 6, in->product_id);
+    sq_bind_text_inplace(st, 3, in->transaction_id);
+    sq_bind_text_inplace(st, 4, in->user_id);
+    sq_bind_text_inplace(st, 5, in->retailer_id);
+    sq_bind_text_inplace(st, 6, in->product_id);
     sqlite3_bind_int64(st, 7, in->quantity);
     sqlite3_bind_int64(st, 8, in->amount_cents);
     sqlite3_bind_int64(st, 9, in->occurred_at);
-    sq_bind_text(st, 10, in->fingerprint);
-    sq_bind_text(st, 11, in->promotion_id);
+    sq_bind_text_inplace(st, 10, in->fingerprint);
+    sq_bind_text_inplace(st, 11, in->promotion_id);
     sqlite3_bind_int64(st, 12, points);
     sqlite3_bind_int64(st, 13, balance + points);
     sqlite3_bind_int64(st, 14, now);
