@@ -50,6 +50,9 @@
  * the number of threads, not by table sizes */
 #define STORE_CACHE_KIB_WRITER "65536"
 #define STORE_CACHE_KIB_READER "16384"
+/* Freed 1 KiB chunks of the savepoint journal a writer thread keeps for reuse (sqlite.c): one
+ * savepoint's journal of a purchase is ~110 of them; 512 KiB a writer thread at most */
+#define STORE_JOURNAL_CHUNKS_KEPT_MAX 512
 
 /* Store: group commit */
 #define LIMIT_WRITE_QUEUE 8192      /* waiting writes; beyond, 503 so memory stays bounded */

@@ -20,7 +20,8 @@ void log_event(const char *level, const char *msg, json_t *fields)
     json_object_set_new(o, "ts", json_string(ts));
     json_object_set_new(o, "level", json_string(level));
     json_object_set_new(o, "msg", json_string(msg));
-    char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    /* Seven significant digits: durations read 0.062148, not 0.062148000000000002. */
+    char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(7));
     json_decref(o);
     if (!line)
         return;

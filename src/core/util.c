@@ -1,6 +1,7 @@
 /* Clocks, identifiers and time formatting shared by all layers. */
 #include "core/util.h"
 
+#include <assert.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,10 +41,18 @@ void uuid_new(char out[UUID_STR_LEN + 1])
         b[i] = (unsigned char)(ms >> (8 * (5 - i)));
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x70);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, UUID_STR_LEN + 1,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
+    /* By hand, not snprintf: a purchase makes several ids on the writer thread, and sixteen
+     * "%02x" conversions cost ~5k instructions an id (measured with callgrind). */
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 0x0f];
+    }
+    *o = '\0';
+    assert(o == out + UUID_STR_LEN);
 }
 
 bool uuid_valid(const char *s)

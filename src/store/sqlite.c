@@ -316,6 +316,51 @@ static const char *const migrations[] = {
      * refunds and verify by id), and every purchase paid for this index with a page in the WAL
      * at a random place: one of the ~14 pages a purchase writes (measured with bench-store). */
     "DROP INDEX idx_purchases_user_id;",
+
+    /* 9: ledger entries and events without AUTOINCREMENT. AUTOINCREMENT only promises that an
+     * id is never reused after its row is deleted, and rows of these tables are never deleted
+     * (a trigger forbids it for the ledger; docs/OPERATIONS.md: do not delete events), so a
+     * plain INTEGER PRIMARY KEY hands out the same ids (the largest plus one) without updating
+     * sqlite_sequence on every insert: six times a purchase (measured with bench-store; see
+     * docs/OPERATIONS.md, "What a purchase costs on SQLite"). The tables are rebuilt with their
+     * ids, indexes and triggers; deliveries keep referring to events by name (foreign keys are
+     * off while migrations run, and checked before each commits: s_migrate). */
+    "CREATE TABLE ledger_entries_v9 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  user_id TEXT NOT NULL REFERENCES users(id),"
+    "  account TEXT NOT NULL CHECK (account IN ('cash', 'points')),"
+    "  amount INTEGER NOT NULL CHECK (amount <> 0),"
+    "  kind TEXT NOT NULL,"
+    "  level INTEGER,"
+    "  rate_bps INTEGER,"
+    "  purchase_id TEXT REFERENCES purchases(id),"
+    "  source_user_id TEXT,"
+    "  ref_id TEXT,"
+    "  created_at INTEGER NOT NULL);"
+    "INSERT INTO ledger_entries_v9 (id, user_id, account, amount, kind, level, rate_bps,"
+    "  purchase_id, source_user_id, ref_id, created_at)"
+    "  SELECT id, user_id, account, amount, kind, level, rate_bps, purchase_id, source_user_id,"
+    "  ref_id, created_at FROM ledger_entries ORDER BY id;"
+    "DROP TABLE ledger_entries;"
+    "ALTER TABLE ledger_entries_v9 RENAME TO ledger_entries;"
+    "CREATE INDEX idx_ledger_user ON ledger_entries(user_id, id);"
+    "CREATE INDEX idx_ledger_purchase ON ledger_entries(purchase_id);"
+    "CREATE UNIQUE INDEX idx_ledger_bonus_once ON ledger_entries(ref_id) WHERE kind = 'bonus';"
+    "CREATE TRIGGER ledger_immutable_update BEFORE UPDATE ON ledger_entries"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;"
+    "CREATE TRIGGER ledger_immutable_delete BEFORE DELETE ON ledger_entries"
+    "  BEGIN SELECT RAISE(ABORT, 'ledger entries are immutable'); END;"
+    "CREATE TABLE events_v9 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  user_id TEXT NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  data TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL);"
+    "INSERT INTO events_v9 (id, user_id, type, data, created_at)"
+    "  SELECT id, user_id, type, data, created_at FROM events ORDER BY id;"
+    "DROP TABLE events;"
+    "ALTER TABLE events_v9 RENAME TO events;"
+    "CREATE INDEX idx_events_user ON events(user_id, id);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -371,6 +416,14 @@ void sq_bind_text(sqlite3_stmt *st, int i, const char *v)
         sqlite3_bind_null(st, i);
 }
 
+void sq_bind_text_inplace(sqlite3_stmt *st, int i, const char *v)
+{
+    if (v && *v)
+        sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
 void sq_col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
@@ -380,8 +433,121 @@ void sq_col_text(sqlite3_stmt *st, int i, char *out, size_t cap)
 /* Each connection is used by one thread at a time (the writer, or one reader per thread), so
  * SQLite's own mutexes only cost: multi-thread mode, and no global malloc statistics (which
  * take a global mutex on every allocation). Must run before SQLite initialises. */
+/* SQLite's memory: malloc, except that the writer keeps the savepoint journal's chunks.
+ *
+ * Every request on the writer runs in its own savepoint, and SQLite copies each page a request
+ * first changes into the savepoint's journal, in memory (temp_store=MEMORY) as a list of 1 KiB
+ * chunks, all freed when the savepoint is released: ~110 malloc/free pairs per purchase. glibc's
+ * per-thread cache holds only 7 blocks of a size, so most go through its slow bins (measured
+ * with callgrind on bench-store: 13% of the writer's instructions). Threads that open write
+ * transactions (sq_mem_keep_chunks(), from s_begin) keep up to STORE_JOURNAL_CHUNKS_KEPT_MAX
+ * freed chunks on a thread-local list and hand them out again; other blocks and threads use
+ * malloc as is. Every block carries its size in front (8 bytes, as SQLite's own malloc wrapper
+ * does), which xSize needs and which tells xFree a chunk from other blocks. */
+#define SQ_MEM_CHUNK_BYTES 1024 /* memjournal.c's MEMJOURNAL_DFLT_FILECHUNKSIZE */
+
+struct sq_mem_kept {
+    void *head; /* freed chunks, linked through their first bytes */
+    int n;
+    bool on;
+};
+static _Thread_local struct sq_mem_kept mem_kept;
+static pthread_key_t mem_kept_key; /* frees a thread's kept chunks when it exits */
+
+static void *sq_mem_malloc(int n)
+{
+    struct sq_mem_kept *k = &mem_kept;
+    if (n == SQ_MEM_CHUNK_BYTES && k->head) {
+        void *p = k->head;
+        memcpy(&k->head, p, sizeof k->head);
+        k->n--;
+        return p;
+    }
+    sqlite3_int64 *p = malloc((size_t)n + sizeof *p);
+    if (!p)
+        return NULL;
+    p[0] = n;
+    return p + 1;
+}
+
+static int sq_mem_size(void *p)
+{
+    return p ? (int)((sqlite3_int64 *)p)[-1] : 0;
+}
+
+static void sq_mem_free(void *p)
+{
+    if (!p)
+        return;
+    struct sq_mem_kept *k = &mem_kept;
+    if (k->on && k->n < STORE_JOURNAL_CHUNKS_KEPT_MAX && sq_mem_size(p) == SQ_MEM_CHUNK_BYTES) {
+        memcpy(p, &k->head, sizeof k->head);
+        k->head = p;
+        k->n++;
+        return;
+    }
+    free((sqlite3_int64 *)p - 1);
+}
+
+static void *sq_mem_realloc(void *p, int n)
+{
+    sqlite3_int64 *h = realloc((sqlite3_int64 *)p - 1, (size_t)n + sizeof *h);
+    if (!h)
+        return NULL;
+    h[0] = n;
+    return h + 1;
+}
+
+static int sq_mem_roundup(int n)
+{
+    return (n + 7) & ~7;
+}
+
+static int sq_mem_init(void *arg)
+{
+    (void)arg;
+    return SQLITE_OK;
+}
+
+static void sq_mem_shutdown(void *arg)
+{
+    (void)arg;
+}
+
+static void sq_mem_thread_exit(void *arg)
+{
+    struct sq_mem_kept *k = arg;
+    while (k->head) {
+        void *p = k->head;
+        memcpy(&k->head, p, sizeof k->head);
+        free((sqlite3_int64 *)p - 1);
+    }
+    k->n = 0;
+    k->on = false;
+}
+
+/* The calling thread keeps freed journal chunks from now on (until it exits). */
+static void sq_mem_keep_chunks(void)
+{
+    if (!mem_kept.on) {
+        mem_kept.on = true;
+        pthread_setspecific(mem_kept_key, &mem_kept);
+    }
+}
+
 static void sqlite_global_init(void)
 {
+    static const sqlite3_mem_methods mem = {
+        .xMalloc = sq_mem_malloc,
+        .xFree = sq_mem_free,
+        .xRealloc = sq_mem_realloc,
+        .xSize = sq_mem_size,
+        .xRoundup = sq_mem_roundup,
+        .xInit = sq_mem_init,
+        .xShutdown = sq_mem_shutdown,
+    };
+    if (pthread_key_create(&mem_kept_key, sq_mem_thread_exit) == 0)
+        sqlite3_config(SQLITE_CONFIG_MALLOC, &mem);
     sqlite3_config(SQLITE_CONFIG_MULTITHREAD);
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     sqlite3_initialize();
@@ -496,12 +662,25 @@ static int s_sync(void *conn)
     return 0;
 }
 
-static int s_migrate(void *conn, bool verbose)
+/* 0 if no row breaks a foreign key, else TE_DB (with the first offender logged). */
+static int fk_check(struct sconn *c)
 {
-    struct sconn *c = conn;
-    if (sq_exec(c, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                " applied_at INTEGER NOT NULL)"))
-        return TE_DB;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(c->db, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK)
+        return sq_fail(c, "foreign_key_check");
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW)
+        log_error("sqlite: migration leaves a broken foreign key: %s row %lld -> %s",
+                  (const char *)sqlite3_column_text(st, 0),
+                  (long long)sqlite3_column_int64(st, 1),
+                  (const char *)sqlite3_column_text(st, 2));
+    sqlite3_finalize(st);
+    return r == SQLITE_DONE ? 0 : TE_DB;
+}
+
+/* Apply the migrations not yet applied, each in its own transaction. */
+static int migrate_all(struct sconn *c, bool verbose)
+{
     for (int v = 1; v <= N_MIGRATIONS; v++) {
         if (sq_exec(c, "BEGIN IMMEDIATE"))
             return TE_DB;
@@ -515,7 +694,7 @@ static int s_migrate(void *conn, bool verbose)
             sq_exec(c, "COMMIT");
             continue;
         }
-        if (sq_exec(c, migrations[v - 1])) {
+        if (sq_exec(c, migrations[v - 1]) || fk_check(c)) {
             sq_exec(c, "ROLLBACK");
             return TE_DB;
         }
@@ -531,7 +710,27 @@ static int s_migrate(void *conn, bool verbose)
         if (verbose)
             printf("applied migration %d\n", v);
     }
-    return wal_sync_init(c);
+    return 0;
+}
+
+/* Foreign keys are off while migrations run, as SQLite's procedure for changing a table's
+ * definition asks (https://sqlite.org/lang_altertable.html#otheralter): a rebuilt parent table
+ * is dropped and its copy renamed into place, and with foreign keys on, the drop's implicit
+ * DELETE would fail on the rows that refer to it. Instead each migration ends with
+ * foreign_key_check and commits only if no row breaks a key. (The pragma cannot change inside
+ * a transaction.) */
+static int s_migrate(void *conn, bool verbose)
+{
+    struct sconn *c = conn;
+    if (sq_exec(c, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                " applied_at INTEGER NOT NULL)"))
+        return TE_DB;
+    if (sq_exec(c, "PRAGMA foreign_keys=OFF"))
+        return TE_DB;
+    int rc = migrate_all(c, verbose);
+    if (sq_exec(c, "PRAGMA foreign_keys=ON"))
+        rc = rc ? rc : TE_DB;
+    return rc ? rc : wal_sync_init(c);
 }
 
 static int s_ping(void *conn)
@@ -592,6 +791,7 @@ static void s_checkpoint(void *conn)
 
 static int s_begin(void *conn)
 {
+    sq_mem_keep_chunks();
     return run_cached(conn, SQL_BEGIN);
 }
 
@@ -643,9 +843,9 @@ int sq_event(struct sconn *c, const char *user_id, const char *type, const char 
     sqlite3_stmt *st = sq_prep(c, SQL_EVENT_INSERT);
     if (!st)
         return TE_DB;
-    sq_bind_text(st, 1, user_id);
-    sq_bind_text(st, 2, type);
-    sq_bind_text(st, 3, data);
+    sq_bind_text_inplace(st, 1, user_id); /* stepped and reset below */
+    sq_bind_text_inplace(st, 2, type);
+    sq_bind_text_inplace(st, 3, data);
     sqlite3_bind_int64(st, 4, now);
     return sq_step_write(c, st, 0);
 }

@@ -197,6 +197,10 @@ def test_request_log_line(tally):
     assert ev["status"] == 401
     assert isinstance(ev["durationMs"], (int, float)) and ev["durationMs"] >= 0
     assert len([e for e in tally.log_events() if e.get("requestId") == rid]) == 1
+    # Readable numbers: at most 7 significant digits, never a float's 0.062148000000000002.
+    line = next(l for l in tally.log().splitlines() if rid in l)
+    raw = re.search(r'"durationMs":([0-9.e+-]+)', line).group(1)
+    assert len(re.sub(r"[^0-9]", "", raw.split("e")[0]).lstrip("0")) <= 7, line
 
 
 # ---- routing ----

@@ -8,6 +8,7 @@
 
 #include <ctype.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -284,6 +285,17 @@ static void test_uuid_new_is_valid_v7(void **state)
         assert_string_not_equal(u, prev);
         memcpy(prev, u, sizeof prev);
     }
+    /* the first 48 bits are the clock's milliseconds, in hex */
+    int64_t before = now_ms();
+    char u[UUID_STR_LEN + 1];
+    uuid_new(u);
+    int64_t after = now_ms();
+    char digits[13];
+    memcpy(digits, u, 8);
+    memcpy(digits + 8, u + 9, 4);
+    digits[12] = '\0';
+    int64_t ms = (int64_t)strtoll(digits, NULL, 16);
+    assert_true(ms >= before && ms <= after);
 }
 
 static void test_uuid_valid(void **state)
