@@ -19,15 +19,17 @@ found right so that it stays right.
     server that never answers is given up on after the connect timeout.
 
 Invalid UTF-8, \\u0000 and lone surrogates in bodies, paths, query strings, forms and GraphQL
-literals were tried on PostgreSQL first: all were already answered 400 (or 404 for a path that
-names nothing) before reaching the database (jansson's decoder, pg_params_utf8, the GraphQL
-lexer), and test_graphql_hardening.py and test_http.py pin them; nothing to add here.
+literals, and overlong text fields, were tried on PostgreSQL first: all were already answered
+400 naming the field (413 past a body cap, invalid_json for a body jansson will not decode, 404
+for a path that names nothing) before reaching the database. test_graphql_hardening.py and
+test_http.py pin most of them; the web forms are pinned here.
 
 The races run on SQLite too, against one node (two_nodes gives the same node twice there);
 the rest is about PostgreSQL and says so.
 """
 import http.client
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -110,6 +112,30 @@ def race_calls(calls):
 
 def codes(responses):
     return sorted(r.status_code for r in responses)
+
+
+
+# ---- case 1: text the database would refuse ----
+
+
+def test_form_fields_that_are_not_utf8_are_refused_before_the_database(start_tally):
+    """The web forms take bytes, not JSON: invalid UTF-8, an encoded surrogate or a NUL in a
+    field would reach PostgreSQL (which refuses them: 500) if nothing checked them first. They
+    are answered 400 with the form again, and no account is made. (Found right; pinned.)"""
+    t = start_tally()
+    s = requests.Session()
+    for fields in (b"name=%FF%FE&email=bad1%40example.com",
+                   b"name=ok&email=bad%FF2%40example.com",
+                   b"name=%ED%A0%80&email=bad3%40example.com",
+                   b"name=ab%00cd&email=bad4%40example.com"):
+        page = s.get(t.url + "/auth/signup", timeout=30)
+        token = re.search(r'name="csrf" value="([0-9a-f]{32})"', page.text).group(1)
+        r = s.post(t.url + "/auth/signup", timeout=30, allow_redirects=False,
+                   data=b"csrf=" + token.encode() + b"&" + fields
+                   + b"&password=correct+horse+battery",
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 400, (fields, r.status_code, r.text[:300])
+    assert t.sql("SELECT COUNT(*) FROM users WHERE email LIKE 'bad%'") == [(0,)]
 
 
 # ---- case 2: the same write on two nodes at once ----
