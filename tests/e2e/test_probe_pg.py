@@ -14,6 +14,7 @@ found right so that it stays right.
     gives its right answer, credited once; verify passes; the outage is logged, not flooded;
   - a first read on a thread while the database is down: 503, not 500;
   - a read-only database (a standby not yet promoted): writes 503, /readyz 503;
+  - a table locked by an operator: reads give up after 5 s with 503, the node stays alive;
   - a node SIGKILLed under load: every purchase answered 201 is in the ledger exactly once;
   - bad database URLs at start: a clear message, a non-zero exit, no crash, no password; a
     server that never answers is given up on after the connect timeout.
