@@ -610,6 +610,37 @@ def drop_tally_sessions(t):
           " AND pid <> pg_backend_pid()")
 
 
+
+def test_web_pages_while_the_database_is_down_say_so_and_keep_the_session(own_cluster,
+                                                                          start_tally):
+    """A signed-in user reloading the dashboard while the database restarts was sent to the
+    log-in page (the session looked invalid), and the leaderboard page answered a JSON error
+    body. Both now answer a 503 HTML page, and the same cookie shows the dashboard once the
+    database is back."""
+    pg = own_cluster
+    t = start_tally(db=pg.create_database())
+    browser = requests.Session()
+    page = browser.get(t.url + "/auth/signup", timeout=30)
+    token = re.search(r'name="csrf" value="([0-9a-f]{32})"', page.text).group(1)
+    r = browser.post(t.url + "/auth/signup", allow_redirects=False, timeout=30,
+                     data={"csrf": token, "name": "Web", "email": "web@example.com",
+                           "password": "correct horse battery"})
+    assert r.status_code == 303 and r.headers["Location"] == "/dashboard", r.text[:300]
+    assert browser.get(t.url + "/dashboard", timeout=30).status_code == 200
+    pg.server_stop("fast")
+    for path in ("/dashboard", "/referral/leaderboard", "/admin"):
+        r = browser.get(t.url + path, allow_redirects=False, timeout=30)
+        assert r.status_code == 503, (path, r.status_code, r.headers.get("Location"))
+        assert r.headers["Content-Type"].startswith("text/html"), (path, r.headers)
+        assert r.headers.get("Retry-After") == "1"
+        assert "try again" in r.text, r.text[:500]
+    pg.server_start()
+    r = wait_until(lambda: (lambda r: r if r.status_code == 200 else None)(
+        browser.get(t.url + "/dashboard", allow_redirects=False, timeout=30)),
+        timeout=20, what="the dashboard again")
+    assert "Hello, " in r.text
+
+
 @postgres_only("a read-only database (a standby not yet promoted) is a PostgreSQL state")
 def test_a_read_only_database_answers_writes_503_and_is_not_ready(start_tally):
     """The database takes no writes (a failover to a standby still in recovery, or
