@@ -32,7 +32,6 @@ import http.client
 import json
 import re
 import socket
-import subprocess
 import threading
 import time
 
