@@ -199,7 +199,8 @@ int web_asset_js(struct req *r)
 int web_root(struct req *r)
 {
     struct user u;
-    return see_other(r, session_user(r, &u) == 0 ? "/dashboard" : "/auth/login");
+    /* signed in, or the database cannot say: the dashboard (which says so) */
+    return see_other(r, session_user(r, &u) != TE_UNAUTHORIZED ? "/dashboard" : "/auth/login");
 }
 
 static int start_session(struct req *r, const struct user *u)

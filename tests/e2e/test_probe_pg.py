@@ -627,6 +627,8 @@ def test_web_pages_while_the_database_is_down_say_so_and_keep_the_session(own_cl
     assert r.status_code == 303 and r.headers["Location"] == "/dashboard", r.text[:300]
     assert browser.get(t.url + "/dashboard", timeout=30).status_code == 200
     pg.server_stop("fast")
+    r = browser.get(t.url + "/", allow_redirects=False, timeout=30)
+    assert r.status_code == 303 and r.headers["Location"] == "/dashboard", r.headers
     for path in ("/dashboard", "/referral/leaderboard", "/admin"):
         r = browser.get(t.url + path, allow_redirects=False, timeout=30)
         assert r.status_code == 503, (path, r.status_code, r.headers.get("Location"))
