@@ -27,9 +27,11 @@ static int changes_of(struct sconn *c, sqlite3_stmt *st, int64_t *rows)
 static const char SQL_CLEANUP_CODES[] =
     "UPDATE referral_codes SET is_active = 0 WHERE id IN (SELECT id FROM referral_codes"
     " WHERE is_active = 1 AND expires_at <= ?1 LIMIT ?2)";
+/* INDEXED BY: without statistics SQLite prefers the equality on is_claimed and would walk every
+ * unclaimed reward each run; the partial index holds only open rewards, by expiry. */
 static const char SQL_EXPIRE_REWARDS[] =
     "UPDATE user_rewards SET expired_at = ?1 WHERE id IN (SELECT id FROM user_rewards"
-    " WHERE is_claimed = 0 AND expired_at IS NULL AND expires_at IS NOT NULL"
+    " INDEXED BY idx_user_rewards_open WHERE is_claimed = 0 AND expired_at IS NULL AND expires_at IS NOT NULL"
     " AND expires_at <= ?1 LIMIT ?2)";
 
 static int bounded_update(struct sconn *c, struct store_write *w, const char *sql)
