@@ -468,6 +468,11 @@ static const char *const migrations[] = {
     "    o_users := '{}'; o_levels := '{}'; o_bps := '{}'; o_cents := '{}';"
     "  END;"
     " END $$;",
+    /* a redemption may carry its client's Idempotency-Key, unique per user, so that a retry
+     * after commit_unknown does not spend twice */
+    "ALTER TABLE redemptions ADD COLUMN request_key TEXT;"
+    "CREATE UNIQUE INDEX idx_redemptions_request_key ON redemptions(user_id, request_key)"
+    "  WHERE request_key IS NOT NULL;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -84,9 +84,9 @@ def race(nodes, n, method, path, token, body_of):
     return out
 
 
-def race_calls(calls):
-    """calls: [(node, path, token, body)], POSTed together, each on its own connection.
-    Returns the responses in order."""
+def race_calls(calls, headers=None):
+    """calls: [(node, path, token, body)], POSTed together, each on its own connection, with
+    headers added. Returns the responses in order."""
     barrier = threading.Barrier(len(calls))
     out = [None] * len(calls)
     errors = []
@@ -97,7 +97,7 @@ def race_calls(calls):
             try:
                 barrier.wait(timeout=30)
                 out[i] = s.post(node.url + path, json=body, timeout=60,
-                                headers={"Authorization": f"Bearer {token}"})
+                                headers={"Authorization": f"Bearer {token}", **(headers or {})})
             except Exception as exc:  # noqa: BLE001 - reported with the others
                 errors.append(repr(exc))
 
@@ -330,6 +330,54 @@ def test_convert_and_first_purchases_on_both_nodes_at_once_reward_the_referrer_o
         fresh = [r for (_, path, _, _), r in zip(calls, out)
                  if path == "/api/referral/convert" and r.json()["alreadyConverted"] is False]
         assert len(fresh) <= 1
+    verify(a)
+
+
+
+def test_a_redemption_with_an_idempotency_key_spends_once_however_often_it_is_sent(
+        start_tally):
+    """A redemption answered 503 commit_unknown (the database went away during its COMMIT)
+    may or may not have spent; retried blindly, it could spend twice: redemptions had no
+    idempotency key. An optional Idempotency-Key header now makes the retry a replay: 200
+    with the same redemptionId and nothing spent, however many copies, on however many nodes;
+    the same key for another item is 409 idempotency_mismatch."""
+    a, b = two_nodes(start_tally)
+    shop = Shop(a)
+    rt, p = shop.retailer(), shop.product()
+    shop.promotion(p, 1, retailer=rt)
+    u = shop.user("Keyed")
+    shop.buy(u, "250.00", retailerId=rt["id"], productId=p["id"])
+    item, other = shop.item(cost=100), shop.item(cost=10)
+
+    def redeem(node, item_id, key=None):
+        h = {"Authorization": f"Bearer {u['token']}"}
+        if key is not None:
+            h["Idempotency-Key"] = key
+        return requests.post(node.url + "/api/redemptions", json={"itemId": item_id},
+                             headers=h, timeout=30)
+
+    first = redeem(a, item["id"], "order-1")
+    assert first.status_code == 201, first.text
+    assert first.json()["duplicate"] is False and first.json()["pointsBalance"] == 150
+    again = redeem(b, item["id"], "order-1")
+    assert again.status_code == 200, again.text
+    assert again.json()["duplicate"] is True
+    assert again.json()["redemptionId"] == first.json()["redemptionId"]
+    assert again.json()["pointsBalance"] == 150
+    assert_error(redeem(a, other["id"], "order-1"), 409, "idempotency_mismatch",
+                 field="Idempotency-Key")
+    for bad in ("", "x" * 129, "tab\there"):
+        assert_error(redeem(a, item["id"], bad), 400, "validation_error",
+                     field="Idempotency-Key")
+    plain = redeem(a, other["id"])  # without a key: as before, no duplicate field
+    assert plain.status_code == 201 and "duplicate" not in plain.json(), plain.text
+    # Many copies of a new key at once, over both nodes: one spends.
+    out = race_calls([((a, b)[i % 2], "/api/redemptions", u["token"], {"itemId": item["id"]})
+                      for i in range(12)], headers={"Idempotency-Key": "order-2"})
+    assert codes(out) == [200] * 11 + [201], [(r.status_code, r.text) for r in out]
+    assert len({r.json()["redemptionId"] for r in out}) == 1
+    assert a.sql("SELECT COUNT(*) FROM redemptions WHERE user_id = ?", (u["id"],)) == [(3,)]
+    assert a.sql("SELECT points FROM wallets WHERE user_id = ?", (u["id"],)) == [(40,)]
     verify(a)
 
 
