@@ -6,7 +6,8 @@ found right so that it stays right.
     (and its mismatched twin), a full refund, partial refunds, the redemption of the last
     points and of the last stock, the claim of one reward, the conversion of one referral,
     points redeemed on one node while refunded on the other, a convert racing the first
-    purchases: each takes effect once, and every other copy gets the documented answer;
+    purchases, a redemption sent with one Idempotency-Key many times: each takes effect once,
+    and every other copy gets the documented answer;
   - the events' flush refused by the server: the batch fails alone, the node lives;
   - the database restarted (`pg_ctl restart -m fast|immediate`), or every tally session
     ended, while purchases are in flight: every client gets an answer (201, or 503 with a JSON
