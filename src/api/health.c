@@ -14,7 +14,7 @@ int api_health_ready(struct req *r)
 {
     struct app *app = r->app;
     if (store_ping(app->store))
-        return req_fail(r, TE_UNAVAILABLE, NULL, "Database is not reachable");
+        return req_fail(r, TE_UNAVAILABLE, NULL, "Database is not reachable, or takes no writes");
     return req_json(r, 200, json_pack("{s:s, s:s}", "status", "ready", "database", "ok"));
 }
 

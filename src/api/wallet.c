@@ -184,6 +184,9 @@ int redeem_prepare(struct req *r, const char *item_id, struct store_write *w)
 
 int redeem_settle(struct req *r, struct store_write *w)
 {
+    if (w->rc == TE_IDEMPOTENCY_MISMATCH) /* the generic text speaks of the transaction id */
+        return req_fail(r, w->rc, "Idempotency-Key",
+                        "This Idempotency-Key was already used to redeem another item");
     return w->rc;
 }
 
@@ -193,11 +196,29 @@ static int redemption_finish(struct req *r)
     int e = redeem_settle(r, w);
     if (e)
         return e;
-    return req_json(r, 201,
-                    json_pack("{s:s, s:s, s:I, s:I}", "redemptionId", w->out.redeem.redemption_id,
-                              "itemId", w->in.redeem.item_id, "costPoints",
-                              (json_int_t)w->out.redeem.cost_points, "pointsBalance",
-                              (json_int_t)w->out.redeem.points_balance));
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "redemptionId", w->out.redeem.redemption_id,
+                          "itemId", w->in.redeem.item_id, "costPoints",
+                          (json_int_t)w->out.redeem.cost_points, "pointsBalance",
+                          (json_int_t)w->out.redeem.points_balance);
+    if (!o)
+        return TE_NOMEM;
+    bool keyed = w->in.redeem.request_key[0] != '\0';
+    if (keyed) /* the field comes with the key, so that answers without one stay as they were */
+        json_object_set_new(o, "duplicate", json_boolean(w->out.redeem.duplicate));
+    return req_json(r, keyed && w->out.redeem.duplicate ? 200 : 201, o);
+}
+
+/* The optional Idempotency-Key of a redemption: 1 to 128 bytes of UTF-8 without control
+ * characters (a header may carry any bytes), as a purchase's transaction id. */
+static bool request_key_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= TXID_MAX_BYTES || !str_utf8_clean(s, n))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
 }
 
 /* A redemption waits for the group commit like a purchase: the request is suspended, so no
@@ -215,5 +236,13 @@ int api_redemption_create(struct req *r)
     r->ctx_free = free;
     if ((e = redeem_prepare(r, item, w)))
         return e;
+    const char *key = req_header(r, "Idempotency-Key");
+    if (key) {
+        if (!request_key_ok(key))
+            return req_fail(r, TE_VALIDATION, "Idempotency-Key",
+                            "Idempotency-Key must be 1 to %d bytes without control characters",
+                            TXID_MAX_BYTES - 1);
+        str_copy(w->in.redeem.request_key, sizeof w->in.redeem.request_key, key);
+    }
     return api_submit(r, w, redemption_finish);
 }

@@ -366,9 +366,13 @@ static enum MHD_Result send_response(struct http_conn_state *st)
         MHD_add_response_header(resp, r->extra[i].name, r->extra[i].value);
     if (r->location[0])
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LOCATION, r->location);
-    if (r->retry_after_s > 0) {
+    /* A 503 is always worth retrying (a full queue, the database away, a commit whose
+     * outcome is unknown): say when, so that clients and balancers back off for a second
+     * rather than spin. */
+    int retry_after_s = r->retry_after_s > 0 ? r->retry_after_s : r->status == 503 ? 1 : 0;
+    if (retry_after_s > 0) {
         char ra[16];
-        snprintf(ra, sizeof ra, "%d", r->retry_after_s);
+        snprintf(ra, sizeof ra, "%d", retry_after_s);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
     }
     if (r->status == 405 && r->route == NULL) {

@@ -42,6 +42,7 @@
  *    held only for that insert and the COMMIT: ids become visible in id order, everywhere.
  *  - Migrations run one per transaction under pg_advisory_xact_lock, so two nodes starting
  *    together migrate once. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -467,6 +468,11 @@ static const char *const migrations[] = {
     "    o_users := '{}'; o_levels := '{}'; o_bps := '{}'; o_cents := '{}';"
     "  END;"
     " END $$;",
+    /* a redemption may carry its client's Idempotency-Key, unique per user, so that a retry
+     * after commit_unknown does not spend twice */
+    "ALTER TABLE redemptions ADD COLUMN request_key TEXT;"
+    "CREATE UNIQUE INDEX idx_redemptions_request_key ON redemptions(user_id, request_key)"
+    "  WHERE request_key IS NOT NULL;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -529,6 +535,20 @@ static void note_broken(struct pconn *c)
         c->broken = true;
 }
 
+/* After a failed result r: is the session gone? The socket may have broken (libpq's own
+ * error, CONNECTION_BAD), or the server may have said it is ending the session before it
+ * closes it (class 08, and 57P01-57P05: a shutdown, a crash restart, pg_terminate_backend,
+ * the database dropped), while libpq still reports the connection OK. Then r is not the
+ * statement's answer but the session's end, and c is broken. */
+static bool session_lost(struct pconn *c, const PGresult *r)
+{
+    const char *st = sqlstate(r);
+    if (strncmp(st, "08", 2) == 0 || strncmp(st, "57P", 3) == 0)
+        c->broken = true;
+    note_broken(c);
+    return c->broken;
+}
+
 int pg_fail(struct pconn *c, const PGresult *r, const char *what)
 {
     const char *msg = r ? PQresultErrorMessage(r) : "";
@@ -542,14 +562,83 @@ int pg_fail(struct pconn *c, const PGresult *r, const char *what)
     size_t n = strlen(line);
     while (n && line[n - 1] == ' ')
         line[--n] = '\0';
-    note_broken(c);
+    session_lost(c, r);
     const char *st = sqlstate(r);
     if (is_retry_state(st)) {
         log_warn("postgres: %s: %s (%s: retrying)", what, line, st);
         return TE_RETRY;
     }
+    if (strcmp(st, "55P03") == 0) {
+        /* a reader's lock_timeout (PG_READ_LOCK_TIMEOUT), or the operator's: a table held */
+        log_error("postgres: %s: gave up waiting for a lock: %s", what, line);
+        return TE_UNAVAILABLE;
+    }
+    if (strcmp(st, "25006") == 0) {
+        /* the database takes no writes: a standby not yet promoted, or set read-only. Not a
+         * bug of this request: 503, retry once the database takes writes again */
+        log_error("postgres: %s: the database is read-only: %s", what, line);
+        return TE_UNAVAILABLE;
+    }
     log_error("postgres: %s: %s%s%s", what, line, *st ? " SQLSTATE " : "", st);
     return TE_DB;
+}
+
+PGconn *pg_connect(const char *url)
+{
+    /* Keywords are applied in order and the URL (dbname, expanded) comes last, so its own
+     * connect_timeout wins; so does PGCONNECT_TIMEOUT, which libpq reads only for a keyword
+     * we leave out. */
+    const char *keys[3] = {NULL}, *vals[3] = {NULL};
+    int n = 0;
+    const char *env = getenv("PGCONNECT_TIMEOUT");
+    if (!env || !*env) {
+        keys[n] = "connect_timeout";
+        vals[n++] = PG_CONNECT_TIMEOUT_S;
+    }
+    keys[n] = "dbname";
+    vals[n++] = url;
+    PGconn *pg = PQconnectdbParams(keys, vals, 1);
+    /* libpq's default prints notices raw on stderr, amid the JSON log lines: the server's
+     * "terminating connection due to administrator command" on a restart, for one */
+    if (pg)
+        PQsetNoticeProcessor(pg, notice_quiet, NULL);
+    return pg;
+}
+
+/* While the database is down, every request that needs it tries to connect and fails: a
+ * restart under load logged some 4000 identical lines a second. So the first failure is
+ * logged, then one line per PG_CONNECT_LOG_NS saying how many attempts failed meanwhile, and
+ * one line when a connection succeeds again. Shared by every connection of the process. */
+#define PG_CONNECT_LOG_NS (10LL * 1000000000LL)
+static _Atomic bool connect_down;
+static _Atomic int64_t connect_logged_ns;
+static _Atomic long connect_fails_unlogged;
+
+static void connect_failed(const char *url, const char *why)
+{
+    atomic_fetch_add(&connect_fails_unlogged, 1);
+    int64_t now = mono_ns(), last = atomic_load(&connect_logged_ns);
+    if (atomic_load(&connect_down) && now - last < PG_CONNECT_LOG_NS)
+        return;
+    if (!atomic_compare_exchange_strong(&connect_logged_ns, &last, now))
+        return; /* another thread is reporting this period */
+    bool was_down = atomic_exchange(&connect_down, true);
+    long n = atomic_exchange(&connect_fails_unlogged, 0);
+    char shown[1024];
+    store_url_display(url, shown, sizeof shown);
+    if (was_down && n > 1)
+        log_error("postgres: cannot connect to %s: %s (%ld attempts failed in the last %lld s)",
+                  shown, why, n, (long long)((now - last) / 1000000000LL));
+    else
+        log_error("postgres: cannot connect to %s: %s", shown, why);
+}
+
+static void connect_succeeded(void)
+{
+    if (!atomic_load(&connect_down) || !atomic_exchange(&connect_down, false))
+        return;
+    long n = atomic_exchange(&connect_fails_unlogged, 0);
+    log_info("postgres: connected again (%ld more attempts had failed since the last report)", n);
 }
 
 /* (Re)connect c to c->url and set the session up. 0 or TE_DB (c->broken stays set). */
@@ -562,10 +651,8 @@ static int pconnect(struct pconn *c)
     c->events_staged = c->staging_ready = c->piped = false;
     c->n_queued = 0;
     c->broken = true;
-    c->pg = PQconnectdb(c->url);
-    char shown[1024];
+    c->pg = pg_connect(c->url);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
-        store_url_display(c->url, shown, sizeof shown);
         char msg[512];
         str_copy(msg, sizeof msg, c->pg ? PQerrorMessage(c->pg) : "out of memory");
         for (char *q = msg; *q; q++)
@@ -574,17 +661,24 @@ static int pconnect(struct pconn *c)
         size_t n = strlen(msg);
         while (n && msg[n - 1] == ' ')
             msg[--n] = '\0';
-        log_error("postgres: cannot connect to %s: %s", shown, msg);
+        connect_failed(c->url, msg);
         return TE_DB;
     }
-    PQsetNoticeProcessor(c->pg, notice_quiet, NULL);
+    connect_succeeded();
     if (PQsetClientEncoding(c->pg, "UTF8") != 0) {
         log_error("postgres: cannot set client_encoding UTF8");
         return TE_DB;
     }
     c->broken = false;
-    if (pg_exec(c, "SET synchronous_commit = on; SET application_name = 'tally';"
-                   " SET TIME ZONE 'UTC'"))
+    /* A reader never waits long for a lock: reads conflict only with an ACCESS EXCLUSIVE lock
+     * (LOCK TABLE, most ALTER TABLE, VACUUM FULL), and an HTTP thread waiting behind one stops
+     * its whole share of the node, /healthz included. It gives up with 55P03 (503) instead.
+     * The writer waits: its row locks are other nodes' batches, which commit soon. */
+    if (pg_exec(c, c->writer ? "SET synchronous_commit = on; SET application_name = 'tally';"
+                               " SET TIME ZONE 'UTC'"
+                             : "SET synchronous_commit = on; SET application_name = 'tally';"
+                               " SET TIME ZONE 'UTC'; SET lock_timeout = '" PG_READ_LOCK_TIMEOUT
+                               "'"))
         return TE_DB;
     /* An answered write must survive a crash: refuse a session that would not wait for it. */
     const char *sc = PQparameterStatus(c->pg, "synchronous_commit");
@@ -813,9 +907,8 @@ static PGresult *run_pipelined(struct pconn *c, const char *name, const char *sq
     for (int i = 0; i < n - 1; i++) {
         if (!result_ok(res[i])) {
             c->broken = true;
-            for (int k = 0; k < n; k++)
-                if (k != i)
-                    PQclear(res[k]);
+            for (int k = i + 1; k < n; k++) /* those before i were cleared on the way */
+                PQclear(res[k]);
             return res[i];
         }
         PQclear(res[i]);
@@ -897,7 +990,7 @@ PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_u
         ExecStatusType st = PQresultStatus(r);
         if (r && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
             return r;
-        note_broken(c);
+        session_lost(c, r);
         if (c->broken && !c->writer && attempt == 0) {
             PQclear(r);
             log_warn("postgres: connection lost; reconnecting to run the read again");
@@ -908,8 +1001,9 @@ PGresult *pg_run(struct pconn *c, const char *sql, const struct pgp *p, int on_u
         if (c->broken && fresh && attempt == 0) {
             PQclear(r);
             log_warn("postgres: writer connection lost between batches; reconnecting");
-            if (writer_session(c)) {
-                *err = TE_DB;
+            int e = writer_session(c);
+            if (e) {
+                *err = e; /* TE_UNAVAILABLE when the database is unreachable */
                 return NULL;
             }
             c->begin_pending = true;
@@ -1026,16 +1120,19 @@ static int p_migrate(void *conn, bool verbose)
     return 0;
 }
 
-static const char SQL_PING[] = "SELECT 1";
+/* Ready means reachable and taking writes: a node on a database in recovery (a standby not
+ * yet promoted) or set read-only would answer every write 503. */
+static const char SQL_READY[] = "SELECT current_setting('transaction_read_only')";
 
 static int p_ping(void *conn)
 {
     int e;
-    PGresult *r = pg_run(conn, SQL_PING, NULL, 0, &e);
+    PGresult *r = pg_run(conn, SQL_READY, NULL, 0, &e);
     if (!r)
         return e;
+    bool read_only = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "on") == 0;
     PQclear(r);
-    return 0;
+    return read_only ? TE_UNAVAILABLE : 0;
 }
 
 /* ---- transactions (the writer's group commit) ---- */
@@ -1178,6 +1275,11 @@ static void pipe_read(struct pconn *c, PGresult **tail, int n_tail, int unsettle
                 pg_fail(c, r, "transaction control");
             if (!r || PQresultStatus(r) != PGRES_COMMAND_OK)
                 c->broken = true; /* no BEGIN or RELEASE: this batch cannot stand */
+        } else if (r && !result_ok(r) && session_lost(c, r)) {
+            /* its answer went with the session: not its own failure (500) but unsettled,
+             * like a result that never came */
+            log_warn("postgres: connection lost with a write in flight");
+            w->rc = unsettled_rc;
         } else {
             w->rc = r ? c->queued[i].done(c, w, r) : unsettled_rc;
         }
@@ -1276,7 +1378,7 @@ static PGresult *commit_with_events(struct pconn *c, int *err)
             *err = pg_fail(c, res[i], st[i].sql);
             if (c->broken)
                 *err = TE_RETRY; /* apply the batch again, on a new connection */
-            for (int k = 0; k < 3; k++)
+            for (int k = i; k < 3; k++) /* those before i were cleared on the way */
                 PQclear(res[k]);
             return NULL;
         }
@@ -1312,8 +1414,7 @@ static int p_commit(void *conn)
             rc = TE_DB;
         }
     } else {
-        note_broken(c);
-        if (c->broken) {
+        if (session_lost(c, r)) {
             log_error("postgres: connection lost during COMMIT; its outcome is unknown");
             rc = TE_COMMIT_UNKNOWN;
         } else {

@@ -82,6 +82,18 @@ void pgp_bool(struct pgp *p, bool v);
 /* True if every parameter of p is valid UTF-8. A statement whose parameters are not runs as
  * "no rows, nothing changed" (pg_run), as the same bytes find nothing on SQLite. */
 bool pg_params_utf8(const struct pgp *p);
+
+/* A new libpq connection to url (a postgres:// URL), never NULL but maybe not CONNECTION_OK:
+ * the caller checks PQstatus and PQfinish()es it either way. Each attempt is bounded by
+ * PG_CONNECT_TIMEOUT_S unless the URL sets connect_timeout or PGCONNECT_TIMEOUT is set:
+ * without a bound libpq waits for ever on a server that accepted the TCP connection and then
+ * says nothing (a wedged host, a firewall swallowing packets), and so would tally's start, a
+ * reader's reconnect inside a request, and the writer. libpq's own minimum is 2 s. */
+#define PG_CONNECT_TIMEOUT_S "5"
+/* A reader session's lock_timeout (pg.c, pconnect): a read held up this long by a table lock
+ * answers 503 rather than hold its HTTP thread for as long as the lock lasts. */
+#define PG_READ_LOCK_TIMEOUT "5s"
+PGconn *pg_connect(const char *url);
 /* Log the failure of what (with the server's message) and return the TE_* it maps to:
  * TE_RETRY for serialization failures and deadlocks (40001, 40P01), TE_DB otherwise. */
 int pg_fail(struct pconn *c, const PGresult *r, const char *what);

@@ -393,7 +393,8 @@ static int purchase_done(struct pconn *c, struct store_write *w, const PGresult 
             return TE_RETRY;
         }
         log_error("postgres: purchase: %s", why);
-        return TE_DB;
+        /* the database takes no writes (pg_fail says why that is a 503) */
+        return strstr(why, "(SQLSTATE 25006)") ? TE_UNAVAILABLE : TE_DB;
     }
     pg_col_text(r, 0, 1, out->purchase_id, sizeof out->purchase_id);
     pg_col_text(r, 0, 2, out->user_id, sizeof out->user_id);
@@ -768,8 +769,43 @@ static const char SQL_POINTS_SPEND[] =
     "UPDATE wallets SET points = points - $2, updated_at = $3 WHERE user_id = $1"
     " AND points >= $2 RETURNING points";
 static const char SQL_REDEMPTION_INSERT[] =
-    "INSERT INTO redemptions (id, user_id, item_id, cost_points, created_at)"
-    " VALUES ($1, $2, $3, $4, $5)";
+    "INSERT INTO redemptions (id, user_id, item_id, cost_points, created_at, request_key)"
+    " VALUES ($1, $2, $3, $4, $5, $6)";
+static const char SQL_REDEMPTION_BY_KEY[] =
+    "SELECT r.id, r.item_id, r.cost_points, COALESCE(w.points, 0) FROM redemptions r"
+    " LEFT JOIN wallets w ON w.user_id = r.user_id WHERE r.user_id = $1 AND r.request_key = $2";
+
+/* A redemption whose Idempotency-Key was used before: the same item replays it (nothing
+ * spent, the balance of now), another item is a mismatch. Under the money lock, so a copy
+ * committed by another node is seen. 1 when it was a replay (out filled), 0 when the key is
+ * new, or a TE_*. */
+static int redeem_replay(struct pconn *c, struct store_write *w)
+{
+    __typeof__(w->out.redeem) *out = &w->out.redeem;
+    struct pgp k = {0};
+    pgp_text(&k, w->in.redeem.user_id);
+    pgp_text(&k, w->in.redeem.request_key);
+    int e;
+    PGresult *r = query(c, SQL_REDEMPTION_BY_KEY, &k, &e);
+    if (!r)
+        return e;
+    int rc = 0;
+    if (PQntuples(r) == 1) {
+        char item[ID_LEN + 1];
+        pg_col_text(r, 0, 1, item, sizeof item);
+        if (strcmp(item, w->in.redeem.item_id) != 0) {
+            rc = TE_IDEMPOTENCY_MISMATCH;
+        } else {
+            pg_col_text(r, 0, 0, out->redemption_id, sizeof out->redemption_id);
+            out->cost_points = pg_col_int(r, 0, 2);
+            out->points_balance = pg_col_int(r, 0, 3);
+            out->duplicate = true;
+            rc = 1;
+        }
+    }
+    PQclear(r);
+    return rc;
+}
 
 static int apply_redeem(struct pconn *c, struct store_write *w)
 {
@@ -779,6 +815,8 @@ static int apply_redeem(struct pconn *c, struct store_write *w)
     int e = money_lock(c);
     if (e)
         return e;
+    if (w->in.redeem.request_key[0] && (e = redeem_replay(c, w)) != 0)
+        return e > 0 ? 0 : e;
     struct pgp p = {0};
     pgp_text(&p, w->in.redeem.item_id);
     pgp_int(&p, now);
@@ -833,6 +871,7 @@ static int apply_redeem(struct pconn *c, struct store_write *w)
     pgp_text(&d, w->in.redeem.item_id);
     pgp_int(&d, out->cost_points);
     pgp_int(&d, now);
+    pgp_text(&d, w->in.redeem.request_key[0] ? w->in.redeem.request_key : NULL);
     if ((e = pg_write(c, SQL_REDEMPTION_INSERT, &d, 0, NULL)))
         return e;
     char data[EVENT_DATA_MAX];

@@ -484,7 +484,7 @@ int pg_listen_open(const char *url, void **out)
     struct plisten *l = calloc(1, sizeof *l);
     if (!l)
         return TE_NOMEM;
-    l->pg = PQconnectdb(url);
+    l->pg = pg_connect(url);
     if (PQstatus(l->pg) != CONNECTION_OK) {
         log_warn("postgres listener: %s", PQerrorMessage(l->pg));
         goto fail;

@@ -361,6 +361,11 @@ static const char *const migrations[] = {
     "DROP TABLE events;"
     "ALTER TABLE events_v9 RENAME TO events;"
     "CREATE INDEX idx_events_user ON events(user_id, id);",
+    /* 10: a redemption may carry its client's Idempotency-Key, unique per user, so that a
+     * retry after an unknown outcome does not spend twice */
+    "ALTER TABLE redemptions ADD COLUMN request_key TEXT;"
+    "CREATE UNIQUE INDEX idx_redemptions_request_key ON redemptions(user_id, request_key)"
+    "  WHERE request_key IS NOT NULL;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -572,13 +572,53 @@ static const char SQL_POINTS_SPEND[] =
     "UPDATE wallets SET points = points - ?2, updated_at = ?3 WHERE user_id = ?1"
     " AND points >= ?2 RETURNING points";
 static const char SQL_REDEMPTION_INSERT[] =
-    "INSERT INTO redemptions (id, user_id, item_id, cost_points, created_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO redemptions (id, user_id, item_id, cost_points, created_at, request_key)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+static const char SQL_REDEMPTION_BY_KEY[] =
+    "SELECT r.id, r.item_id, r.cost_points, COALESCE(w.points, 0) FROM redemptions r"
+    " LEFT JOIN wallets w ON w.user_id = r.user_id WHERE r.user_id = ?1 AND r.request_key = ?2";
+
+/* A redemption whose Idempotency-Key was used before: the same item replays it (nothing
+ * spent, the balance of now), another item is a mismatch. 1 when it was a replay (out
+ * filled), 0 when the key is new, or a TE_*. */
+static int redeem_replay(struct sconn *c, struct store_write *w)
+{
+    __typeof__(w->out.redeem) *out = &w->out.redeem;
+    sqlite3_stmt *st = sq_prep(c, SQL_REDEMPTION_BY_KEY);
+    if (!st)
+        return TE_DB;
+    sq_bind_text(st, 1, w->in.redeem.user_id);
+    sq_bind_text(st, 2, w->in.redeem.request_key);
+    int r = sqlite3_step(st), rc = 0;
+    if (r == SQLITE_ROW) {
+        const char *item = (const char *)sqlite3_column_text(st, 1);
+        if (!item || strcmp(item, w->in.redeem.item_id) != 0) {
+            rc = TE_IDEMPOTENCY_MISMATCH;
+        } else {
+            const char *id = (const char *)sqlite3_column_text(st, 0);
+            str_copy(out->redemption_id, sizeof out->redemption_id, id ? id : "");
+            out->cost_points = sqlite3_column_int64(st, 2);
+            out->points_balance = sqlite3_column_int64(st, 3);
+            out->duplicate = true;
+            rc = 1;
+        }
+    } else if (r != SQLITE_DONE) {
+        rc = sq_fail(c, "redeem replay");
+    }
+    sqlite3_reset(st);
+    return rc;
+}
 
 static int apply_redeem(struct sconn *c, struct store_write *w)
 {
     __typeof__(w->out.redeem) *out = &w->out.redeem;
     int64_t now = w->now_ms;
+    out->duplicate = false;
+    if (w->in.redeem.request_key[0]) {
+        int e = redeem_replay(c, w);
+        if (e)
+            return e > 0 ? 0 : e;
+    }
     sqlite3_stmt *st = sq_prep(c, SQL_ITEM_TAKE);
     if (!st)
         return TE_DB;
@@ -644,6 +684,7 @@ static int apply_redeem(struct sconn *c, struct store_write *w)
     sq_bind_text(st, 3, w->in.redeem.item_id);
     sqlite3_bind_int64(st, 4, out->cost_points);
     sqlite3_bind_int64(st, 5, now);
+    sq_bind_text(st, 6, w->in.redeem.request_key); /* "" binds NULL: no key */
     if ((e = sq_step_write(c, st, 0)))
         return e;
     char data[EVENT_DATA_MAX];

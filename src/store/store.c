@@ -100,12 +100,18 @@ const char *store_url_display(const char *url, char *out, size_t cap)
         str_copy(rest, sizeof rest, at);
         snprintf(colon + 1, cap - (size_t)(colon + 1 - out), "***%s", rest);
     }
-    char *pw = strstr(out, "password=");
-    if (pw) {
+    /* every password=... of the query (sslpassword too), whatever its case: libpq refuses a
+     * misspelt or repeated one, and the message that says so must not show it */
+    for (char *pw = out; (pw = strcasestr(pw, "password=")) != NULL;) {
+        pw += 9;
+        if (strncmp(pw, "***", 3) == 0 && (pw[3] == '&' || pw[3] == '\0')) {
+            pw += 3;
+            continue;
+        }
         char *amp = strchr(pw, '&');
         char rest[1024];
         str_copy(rest, sizeof rest, amp ? amp : "");
-        snprintf(pw + 9, cap - (size_t)(pw + 9 - out), "***%s", rest);
+        snprintf(pw, cap - (size_t)(pw - out), "***%s", rest);
     }
     return out;
 }
@@ -115,19 +121,31 @@ static const struct store_engine *engine_for(const char *url)
     return store_url_is_postgres(url) ? &store_engine_pg : &store_engine_sqlite;
 }
 
+/* The calling thread's reader connection, opened on its first read; NULL when it cannot be
+ * opened (the database is unreachable, or READERS_MAX threads already hold one): the caller
+ * answers TE_UNAVAILABLE, as a reader that lost its connection does, and the next read tries
+ * again. The open happens outside readers_mu: on PostgreSQL it may take up to the connect
+ * timeout, and other threads' first reads must not queue behind it. */
 static void *reader(struct store *s)
 {
     void *c = pthread_getspecific(s->reader_key);
     if (c)
         return c;
     pthread_mutex_lock(&s->readers_mu);
-    if (s->n_readers < READERS_MAX && s->eng->open(s->url, false, &c) == 0) {
-        s->readers[s->n_readers++] = c;
-        pthread_setspecific(s->reader_key, c);
-    } else {
-        c = NULL;
-    }
+    bool room = s->n_readers < READERS_MAX;
     pthread_mutex_unlock(&s->readers_mu);
+    if (!room || s->eng->open(s->url, false, &c) != 0)
+        return NULL;
+    pthread_mutex_lock(&s->readers_mu);
+    room = s->n_readers < READERS_MAX; /* others may have taken the last places meanwhile */
+    if (room)
+        s->readers[s->n_readers++] = c;
+    pthread_mutex_unlock(&s->readers_mu);
+    if (!room) {
+        s->eng->close(c);
+        return NULL;
+    }
+    pthread_setspecific(s->reader_key, c);
     return c;
 }
 
@@ -135,7 +153,7 @@ static void *reader(struct store *s)
     do {                                                                                       \
         void *c_ = reader(s);                                                                  \
         if (!c_)                                                                               \
-            return TE_DB;                                                                      \
+            return TE_UNAVAILABLE;                                                             \
         return s->eng->call;                                                                   \
     } while (0)
 
@@ -655,7 +673,7 @@ int store_job_try_lock(struct store *s, const char *name, int64_t since_ms, bool
         return 0;
     void *c = reader(s);
     if (!c)
-        return TE_DB;
+        return TE_UNAVAILABLE;
     bool got = false;
     int e = s->eng->job_lock(c, name, &got);
     if (e || !got)

@@ -487,6 +487,7 @@ struct store_write {
         struct {
             char user_id[ID_LEN + 1];
             char item_id[ID_LEN + 1];
+            char request_key[TXID_MAX_BYTES]; /* the client's Idempotency-Key, or "" */
         } redeem;
         struct {
             char user_id[ID_LEN + 1];
@@ -580,6 +581,7 @@ struct store_write {
             char redemption_id[ID_LEN + 1];
             int64_t cost_points;
             int64_t points_balance;
+            bool duplicate; /* request_key was used before, for this item: nothing spent */
         } redeem;
         struct {
             struct reward reward;

@@ -37,7 +37,11 @@ static int session_user(struct req *r, struct user *u)
     if (!tok || token_verify(app->jwt_secret, app->jwt_secret_len, tok, now_ms() / 1000, uid,
                              sizeof uid))
         return TE_UNAUTHORIZED;
-    return store_user_get(app->store, uid, u) ? TE_UNAUTHORIZED : 0;
+    int e = store_user_get(app->store, uid, u);
+    /* A user the database no longer has is signed out. A database that cannot answer is an
+     * error page (page_error), not a sign-out: the user would be sent to log in again for a
+     * database restart. */
+    return e == TE_USER_NOT_FOUND ? TE_UNAUTHORIZED : e;
 }
 
 static bool hex_token_ok(const char *s)
@@ -131,6 +135,24 @@ static void page_end(struct html *h, bool script)
     html_raw(h, "</body></html>");
 }
 
+/* A page that could not be made, as a page with the error's status: a browser showing the
+ * JSON error body helps nobody. A 503 (the database away) says to try again. */
+static int page_error(struct req *r, int e)
+{
+    char csrf[CSRF_HEX + 1];
+    csrf_token(r, csrf);
+    int status = err_status(e);
+    struct html h;
+    html_init(&h);
+    page_begin(&h, status == 503 ? "Unavailable" : "Error", NULL, csrf);
+    html_raw(&h, "<h1>Sorry</h1><p class=\"notice\">");
+    html_text(&h, status == 503 ? "This page is unavailable for a moment; please try again shortly."
+                                : "Something went wrong; please try again later.");
+    html_raw(&h, "</p>");
+    page_end(&h, false);
+    return send_page(r, status, &h);
+}
+
 static void field(struct html *h, const char *label, const char *name, const char *type,
                   const char *value, const char *autocomplete, const char *err_field,
                   const char *err_msg)
@@ -177,7 +199,8 @@ int web_asset_js(struct req *r)
 int web_root(struct req *r)
 {
     struct user u;
-    return see_other(r, session_user(r, &u) == 0 ? "/dashboard" : "/auth/login");
+    /* signed in, or the database cannot say: the dashboard (which says so) */
+    return see_other(r, session_user(r, &u) != TE_UNAUTHORIZED ? "/dashboard" : "/auth/login");
 }
 
 static int start_session(struct req *r, const struct user *u)
@@ -428,20 +451,20 @@ int web_dashboard(struct req *r)
 {
     struct app *app = r->app;
     struct user u;
-    if (session_user(r, &u) != 0)
-        return see_other(r, "/auth/login");
+    int e = session_user(r, &u);
+    if (e)
+        return e == TE_UNAUTHORIZED ? see_other(r, "/auth/login") : page_error(r, e);
     char csrf[CSRF_HEX + 1];
     csrf_token(r, csrf);
     struct referral_stats st = {0};
     struct wallet wl = {0};
     struct earn_totals et = {{0}};
     int64_t since = 0;
-    int e;
     if ((e = store_referral_stats(app->store, u.id, &st)) ||
         (e = store_wallet_get(app->store, u.id, &wl)) ||
         (e = store_earnings(app->store, u.id, earn_add, &et)) ||
         (e = store_events_max_id(app->store, &since)))
-        return e;
+        return page_error(r, e);
     struct html h;
     html_init(&h);
     page_begin(&h, "Dashboard", &u, csrf);
@@ -509,8 +532,9 @@ int web_claim(struct req *r)
 {
     struct app *app = r->app;
     struct user u;
-    if (session_user(r, &u) != 0)
-        return see_other(r, "/auth/login");
+    int e = session_user(r, &u);
+    if (e)
+        return e == TE_UNAUTHORIZED ? see_other(r, "/auth/login") : page_error(r, e);
     if (!csrf_ok(r))
         return req_fail(r, TE_FORBIDDEN, NULL, "Missing or wrong CSRF token");
     char rid[ID_LEN + 8];
@@ -548,7 +572,7 @@ int web_leaderboard(struct req *r)
     int e = store_leaderboard(app->store, since, PER_PAGE + 1, (int)(page - 1) * PER_PAGE, rows,
                               &n);
     if (e)
-        return e;
+        return page_error(r, e);
     char csrf[CSRF_HEX + 1];
     csrf_token(r, csrf);
     struct html h;
@@ -682,8 +706,9 @@ int web_admin(struct req *r)
 {
     struct app *app = r->app;
     struct user u;
-    if (session_user(r, &u) != 0)
-        return see_other(r, "/auth/login");
+    int e = session_user(r, &u);
+    if (e)
+        return e == TE_UNAUTHORIZED ? see_other(r, "/auth/login") : page_error(r, e);
     char csrf[CSRF_HEX + 1];
     csrf_token(r, csrf);
     struct html h;
@@ -697,11 +722,10 @@ int web_admin(struct req *r)
     enum { DAYS = 30 };
     struct analytics a;
     int64_t signups[DAYS], conversions[DAYS], today = now_ms() / 86400000;
-    int e;
     if ((e = store_analytics(app->store, 0, now_ms(), &a)) ||
         (e = store_trends(app->store, today - DAYS + 1, DAYS, signups, conversions))) {
         html_release(&h);
-        return e;
+        return page_error(r, e);
     }
     page_begin(&h, "Admin", &u, csrf);
     html_raw(&h, "<h1>Programme</h1><div class=\"grid\" id=\"analytics\">");

@@ -253,6 +253,34 @@ class PgCluster:
                 continue
         self.proc = None
 
+    def server_stop(self, mode="fast"):
+        """Stop the postmaster as `pg_ctl stop -m MODE` would (fast: SIGINT, immediate:
+        SIGQUIT, a crash without a checkpoint), keeping the data directory and the port, so
+        that server_start() brings the same cluster back: a database restart under a test."""
+        sig = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}[mode]
+        assert self.running, "cluster not running"
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._halt()
+        self.proc = None
+
+    def server_start(self):
+        """Start the postmaster stopped by server_stop() again, on the same port."""
+        assert self.proc is None and self.dir is not None, "server_stop() first"
+        args = [str(PG_BIN / "postgres"), "-D", str(self.data_dir),
+                "-c", f"port={self.port}", "-c", f"unix_socket_directories={self.dir}"]
+        for k, v in self.settings.items():
+            args += ["-c", f"{k}={v}"]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                args, env=self._env(), preexec_fn=self._preexec(), stdin=subprocess.DEVNULL,
+                stdout=log, stderr=log, cwd=self.dir, start_new_session=True,
+            )
+        if not self._wait_ready():
+            raise RuntimeError(f"postgres did not restart (port {self.port}):\n{self.log()[-4000:]}")
+
     def stop(self):
         """Stop the server and remove the directory. Safe to call twice."""
         self._halt()

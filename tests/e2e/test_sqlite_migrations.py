@@ -136,7 +136,9 @@ def test_a_migration_that_would_break_a_foreign_key_is_not_applied(tmp_path):
     assert "foreign key" in p.stderr + p.stdout
     con = sqlite3.connect(db)
     try:
-        assert con.execute("SELECT MAX(version) FROM schema_migrations").fetchone() == (8,)
+        # migration 9 is not recorded (later ones, applied before the test undid 9, may be)
+        assert con.execute("SELECT COUNT(*) FROM schema_migrations WHERE version = 9"
+                           ).fetchone() == (0,)
         sql = con.execute("SELECT sql FROM sqlite_master WHERE name = 'ledger_entries'")
         assert "AUTOINCREMENT" in sql.fetchone()[0].upper()
     finally:
