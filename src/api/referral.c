@@ -267,7 +267,10 @@ int api_referral_redirect(struct req *r)
         return req_redirect(r, base);
     }
     snprintf(loc, sizeof loc, "%s%sref=%s", base, strchr(base, '?') ? "&" : "?", code);
-    /* Count the visit for attribution without making the visitor wait for the commit. */
+    /* Count the visit for attribution without making the visitor wait for the commit. A HEAD is
+     * a link checker or a chat app's preview, not a person: it gets the redirect, uncounted. */
+    if (strcmp(r->method, "HEAD") == 0)
+        return req_redirect(r, loc);
     struct store_write *w = calloc(1, sizeof *w);
     if (w) {
         w->op = OP_CODE_VISIT;

@@ -249,6 +249,19 @@ def test_link_redirects_to_signup_with_code_and_counts_the_visit(tally, alice):
     wait_until(lambda: visits(tally, code) == 2, what="the second visit to be counted")
 
 
+def test_link_checked_with_head_redirects_but_counts_no_visit(tally, alice):
+    code = alice["user"]["referralCode"]
+    before = visits(tally, code)
+    r = requests.head(tally.url + "/r/" + code, allow_redirects=False)
+    assert r.status_code == 302
+    assert parse_qs(urlsplit(r.headers["Location"]).query)["ref"] == [code]
+    # Visits are written in order through one queue: once the GET's visit is in, a visit
+    # counted for the HEAD before it would be too.
+    assert tally.get("/r/" + code).status_code == 302
+    wait_until(lambda: visits(tally, code) >= before + 1, what="the GET's visit to be counted")
+    assert visits(tally, code) == before + 1
+
+
 @pytest.mark.parametrize("code", ["ZZZZZZZZ", "nope", "0OIl0OIl"])
 def test_link_with_unknown_code_is_404(tally, code):
     assert_error(tally.get("/r/" + code), 404, "not_found")
