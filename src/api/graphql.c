@@ -548,12 +548,14 @@ static int prep_refund(struct req *r, json_t *input, struct gql_req *g)
     return refund_prepare(r, false, &g->w);
 }
 
-/* The item id checked as POST /api/redemptions checks it. */
+/* The item id and key checked as POST /api/redemptions checks them (null: no key). */
 static int prep_redeem(struct req *r, json_t *args, struct gql_req *g)
 {
     const char *item;
     int e = api_id_field(r, "itemId", true, &item);
-    return e ? e : redeem_prepare(r, item, &g->w);
+    return e ? e
+             : redeem_prepare(r, item, json_string_value(json_object_get(args, "idempotencyKey")),
+                              "idempotencyKey", &g->w);
 }
 
 static int resolve_mutation(struct gql_rctx *c, struct gql_req *g, json_t **out)
@@ -625,12 +627,13 @@ static int resolve_mutation(struct gql_rctx *c, struct gql_req *g, json_t **out)
         *out = refund_result_json(&g->w);
         return 0;
     }
-    if ((e = redeem_settle(r, &g->w)))
+    if ((e = redeem_settle(r, "idempotencyKey", &g->w)))
         return store_fail(c, r, e);
-    *out =
-        json_pack("{s:s, s:s, s:I, s:I}", "redemptionId", g->w.out.redeem.redemption_id, "itemId",
-                  g->w.in.redeem.item_id, "costPoints", (json_int_t)g->w.out.redeem.cost_points,
-                  "pointsBalance", (json_int_t)g->w.out.redeem.points_balance);
+    *out = json_pack("{s:s, s:s, s:I, s:I, s:b}", "redemptionId", g->w.out.redeem.redemption_id,
+                     "itemId", g->w.in.redeem.item_id, "costPoints",
+                     (json_int_t)g->w.out.redeem.cost_points, "pointsBalance",
+                     (json_int_t)g->w.out.redeem.points_balance, "duplicate",
+                     g->w.out.redeem.duplicate);
     return 0;
 }
 

@@ -42,8 +42,11 @@ int refund_settle(struct req *r, struct store_write *w);
 json_t *refund_result_json(const struct store_write *w);
 
 /* A redemption of item_id by the signed-in user into *w. */
-int redeem_prepare(struct req *r, const char *item_id, struct store_write *w);
-int redeem_settle(struct req *r, struct store_write *w);
+/* key: the redemption's idempotency key or NULL; key_name names it in errors (the REST header
+ * or the GraphQL argument). */
+int redeem_prepare(struct req *r, const char *item_id, const char *key, const char *key_name,
+                   struct store_write *w);
+int redeem_settle(struct req *r, const char *key_name, struct store_write *w);
 
 /* Suspend r and queue w (which must live in r->ctx until next runs); next(r) runs on an HTTP
  * thread after the commit, with the outcome in w->rc. Returns HTTP_ASYNC. */

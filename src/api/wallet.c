@@ -172,28 +172,49 @@ int api_referral_claim_reward(struct req *r)
     return req_json(r, 200, o);
 }
 
-int redeem_prepare(struct req *r, const char *item_id, struct store_write *w)
+/* The optional Idempotency-Key of a redemption: 1 to 128 bytes of UTF-8 without control
+ * characters (a header may carry any bytes), as a purchase's transaction id. */
+static bool request_key_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= TXID_MAX_BYTES || !str_utf8_clean(s, n))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
+int redeem_prepare(struct req *r, const char *item_id, const char *key, const char *key_name,
+                   struct store_write *w)
 {
     if (!r->who.is_user)
         return req_fail(r, TE_UNAUTHORIZED, NULL, "Sign in (JWT) to redeem points");
     w->op = OP_REDEEM;
     str_copy(w->in.redeem.user_id, sizeof w->in.redeem.user_id, r->who.user.id);
     str_copy(w->in.redeem.item_id, sizeof w->in.redeem.item_id, item_id);
+    if (key) {
+        if (!request_key_ok(key))
+            return req_fail(r, TE_VALIDATION, key_name,
+                            "%s must be 1 to %d bytes without control characters", key_name,
+                            TXID_MAX_BYTES - 1);
+        str_copy(w->in.redeem.request_key, sizeof w->in.redeem.request_key, key);
+    }
     return 0;
 }
 
-int redeem_settle(struct req *r, struct store_write *w)
+int redeem_settle(struct req *r, const char *key_name, struct store_write *w)
 {
     if (w->rc == TE_IDEMPOTENCY_MISMATCH) /* the generic text speaks of the transaction id */
-        return req_fail(r, w->rc, "Idempotency-Key",
-                        "This Idempotency-Key was already used to redeem another item");
+        return req_fail(r, w->rc, key_name, "This %s was already used to redeem another item",
+                        key_name);
     return w->rc;
 }
 
 static int redemption_finish(struct req *r)
 {
     struct store_write *w = r->ctx;
-    int e = redeem_settle(r, w);
+    int e = redeem_settle(r, "Idempotency-Key", w);
     if (e)
         return e;
     json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "redemptionId", w->out.redeem.redemption_id,
@@ -206,19 +227,6 @@ static int redemption_finish(struct req *r)
     if (keyed) /* the field comes with the key, so that answers without one stay as they were */
         json_object_set_new(o, "duplicate", json_boolean(w->out.redeem.duplicate));
     return req_json(r, keyed && w->out.redeem.duplicate ? 200 : 201, o);
-}
-
-/* The optional Idempotency-Key of a redemption: 1 to 128 bytes of UTF-8 without control
- * characters (a header may carry any bytes), as a purchase's transaction id. */
-static bool request_key_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n >= TXID_MAX_BYTES || !str_utf8_clean(s, n))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return false;
-    return true;
 }
 
 /* A redemption waits for the group commit like a purchase: the request is suspended, so no
@@ -234,15 +242,7 @@ int api_redemption_create(struct req *r)
         return TE_NOMEM;
     r->ctx = w;
     r->ctx_free = free;
-    if ((e = redeem_prepare(r, item, w)))
+    if ((e = redeem_prepare(r, item, req_header(r, "Idempotency-Key"), "Idempotency-Key", w)))
         return e;
-    const char *key = req_header(r, "Idempotency-Key");
-    if (key) {
-        if (!request_key_ok(key))
-            return req_fail(r, TE_VALIDATION, "Idempotency-Key",
-                            "Idempotency-Key must be 1 to %d bytes without control characters",
-                            TXID_MAX_BYTES - 1);
-        str_copy(w->in.redeem.request_key, sizeof w->in.redeem.request_key, key);
-    }
     return api_submit(r, w, redemption_finish);
 }

@@ -4,7 +4,7 @@
 
 extern const struct gql_fdef gql_meta_fields[];
 
-const char gql_schema_sdl_sha256[] = "fa63ed2aa5cbb08894f3717d3164c30b61484a70fec90e713b23dc6fdb06905c";
+const char gql_schema_sdl_sha256[] = "65943505301946fc71a4b78314dc9585d29cecc8cfbca699759bf5ecea23986a";
 
 extern const struct gql_tdef gql_types[];
 static const struct gql_ivalue args_3_1[] = {
@@ -45,11 +45,12 @@ static const struct gql_ivalue args_4_1[] = {
 };
 static const struct gql_ivalue args_4_2[] = {
     {"itemId", NULL, &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[33]}, NULL}, NULL, NULL, NULL},
+    {"idempotencyKey", NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[31]}, NULL, NULL, NULL},
 };
 static const struct gql_fdef fields_4[] = {
     {"purchase", "Record a purchase from a till: the same code path as POST /api/purchase. API key with scope\npos, app or admin. The same input again answers the first result with `duplicate: true`.", &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[10]}, NULL}, args_4_0, 1, NULL},
     {"refund", "Refund a purchase in full or in part: the same code path as POST /api/purchase/refund.", &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[13]}, NULL}, args_4_1, 1, NULL},
-    {"redeem", "Spend the signed-in user's points on a catalogue item: as POST /api/redemptions (JWT).", &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[14]}, NULL}, args_4_2, 1, NULL},
+    {"redeem", "Spend the signed-in user's points on a catalogue item: as POST /api/redemptions (JWT). With an\n`idempotencyKey` (as that endpoint's Idempotency-Key header: 1-128 bytes, unique per user), the\nsame key again redeems nothing and answers the first redemption with `duplicate: true`.", &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[14]}, NULL}, args_4_2, 2, NULL},
 };
 static const struct gql_evdef values_5[] = {
     {"ALL", NULL, NULL},
@@ -129,6 +130,7 @@ static const struct gql_fdef fields_14[] = {
     {"itemId", NULL, &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[33]}, NULL}, NULL, 0, NULL},
     {"costPoints", NULL, &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[29]}, NULL}, NULL, 0, NULL},
     {"pointsBalance", NULL, &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[29]}, NULL}, NULL, 0, NULL},
+    {"duplicate", "True when an earlier redeem with the same idempotencyKey answered this redemption.", &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[32]}, NULL}, NULL, 0, NULL},
 };
 static const struct gql_fdef fields_15[] = {
     {"id", NULL, &(const struct gql_tref){GQL_TYPE_NON_NULL, &(const struct gql_tref){GQL_TYPE_NAMED, NULL, &gql_types[33]}, NULL}, NULL, 0, NULL},
@@ -340,7 +342,7 @@ const struct gql_tdef gql_types[] = {
     {GQL_KIND_OBJECT, "Purchase", NULL, NULL, fields_11, 15, NULL, 0, NULL, 0},
     {GQL_KIND_OBJECT, "Commission", NULL, NULL, fields_12, 4, NULL, 0, NULL, 0},
     {GQL_KIND_OBJECT, "RefundResult", NULL, NULL, fields_13, 11, NULL, 0, NULL, 0},
-    {GQL_KIND_OBJECT, "Redemption", NULL, NULL, fields_14, 4, NULL, 0, NULL, 0},
+    {GQL_KIND_OBJECT, "Redemption", NULL, NULL, fields_14, 5, NULL, 0, NULL, 0},
     {GQL_KIND_OBJECT, "User", NULL, NULL, fields_15, 9, NULL, 0, NULL, 0},
     {GQL_KIND_OBJECT, "Customer", NULL, NULL, fields_16, 4, NULL, 0, NULL, 0},
     {GQL_KIND_OBJECT, "Wallet", NULL, NULL, fields_17, 4, NULL, 0, NULL, 0},

@@ -475,6 +475,35 @@ def test_redeem_mutation_spends_points(tally, shop, gql, world):
     assert shop.wallet(buyer)[1] == 4
 
 
+def test_redeem_with_an_idempotency_key_replays_instead_of_spending_again(tally, shop, gql,
+                                                                           world):
+    buyer = shop.user("KeyedRedeemer")
+    gql.buy(purchase_input(txid("kpts"), buyer, "12.34", world["rt"], world["beer"],
+                           purchasedAt=WHEN))  # 24 points
+    item, other = shop.item(10), shop.item(5)
+    me = GQL(tally, buyer["token"])
+    q = ("mutation($i: ID!, $k: String) { redeem(itemId: $i, idempotencyKey: $k) "
+         "{ redemptionId costPoints pointsBalance duplicate } }")
+    first = me.ok(q, {"i": item["id"], "k": "g-1"})["redeem"]
+    assert first["duplicate"] is False and first["pointsBalance"] == 14
+    again = me.ok(q, {"i": item["id"], "k": "g-1"})["redeem"]
+    assert again == {**first, "duplicate": True}
+    # The REST door shares the keys: the same key there is the same redemption.
+    r = tally.post("/api/redemptions", json={"itemId": item["id"]}, token=buyer["token"],
+                   headers={"Idempotency-Key": "g-1"})
+    assert r.status_code == 200 and r.json()["redemptionId"] == first["redemptionId"], r.text
+    before = snapshot(tally)
+    assert_field_errors(me.post(q, {"i": other["id"], "k": "g-1"}),
+                        codes=["idempotency_mismatch"])
+    for bad in ("", "x" * 129, "new\nline"):
+        assert_field_errors(me.post(q, {"i": item["id"], "k": bad}), codes=["validation_error"])
+    assert snapshot(tally) == before
+    # Without a key (or a null one) every call spends, as before.
+    assert me.ok(q, {"i": other["id"], "k": None})["redeem"]["duplicate"] is False
+    assert me.ok(q, {"i": other["id"]})["redeem"]["pointsBalance"] == 4
+    assert shop.wallet(buyer)[1] == 4
+
+
 def test_parallel_refunds_and_redemptions(tally, shop, gql, world):
     """20 copies of one refund reverse once; 20 redemptions at once spend only what the balance
     holds (the REST guarantees, through the GraphQL door)."""

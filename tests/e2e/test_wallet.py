@@ -190,6 +190,49 @@ def test_redemption_spends_points(tally, shop, points_store):
     assert r.status_code == 200 and item["id"] in {i["id"] for i in r.json()}
 
 
+def test_a_keyed_redemption_sent_again_or_50_times_at_once_spends_once(tally, shop,
+                                                                      points_store):
+    """A till or app that lost the answer (a timeout, a 503 commit_unknown) retries with the
+    same Idempotency-Key: the retry replays the first redemption and spends nothing."""
+    u = shop.user("Keyed")
+    give_points(shop, points_store, u, 150)
+    item, other = shop.item(cost=100), shop.item(cost=10)
+
+    def keyed(item_id, key, session=requests):
+        return session.post(tally.url + "/api/redemptions", json={"itemId": item_id},
+                            headers={"Authorization": f"Bearer {u['token']}",
+                                     "Idempotency-Key": key}, timeout=30)
+
+    first = keyed(item["id"], "k-1")
+    assert first.status_code == 201, first.text
+    assert first.json()["duplicate"] is False and first.json()["pointsBalance"] == 50
+    again = keyed(item["id"], "k-1")
+    assert again.status_code == 200, again.text
+    assert again.json() == {**first.json(), "duplicate": True}
+    before = shop.wallet(u)
+    assert_error(keyed(other["id"], "k-1"), 409, "idempotency_mismatch", field="Idempotency-Key")
+    for bad in ("", "x" * 129, "tab\there"):
+        assert_error(keyed(item["id"], bad), 400, "validation_error", field="Idempotency-Key")
+    assert shop.wallet(u) == before == (0, 50)
+    # 50 copies of a new key at once: one spends, 49 replay it.
+    sessions = [requests.Session() for _ in range(50)]
+    try:
+        out = run_workers(50, lambda i: keyed(other["id"], "k-2", sessions[i]))
+    finally:
+        for s in sessions:
+            s.close()
+    assert sorted(r.status_code for r in out) == [200] * 49 + [201], [r.text for r in out]
+    assert len({r.json()["redemptionId"] for r in out}) == 1
+    assert shop.wallet(u) == (0, 40)
+    assert tally.sql("SELECT COUNT(*) FROM redemptions WHERE user_id = ?", (u["id"],)) == [(2,)]
+    # Keys belong to their user: another user's same key is their own redemption.
+    v = shop.user("Other")
+    give_points(shop, points_store, v, 10)
+    r = tally.post("/api/redemptions", json={"itemId": other["id"]}, token=v["token"],
+                   headers={"Idempotency-Key": "k-2"})
+    assert r.status_code == 201 and r.json()["duplicate"] is False, r.text
+
+
 def test_64_concurrent_redemptions_of_the_last_100_points_succeed_once(tally, shop,
                                                                        points_store):
     u = shop.user("Racer")
