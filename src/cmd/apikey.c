@@ -73,6 +73,18 @@ int cmd_apikey(int argc, char **argv)
             rc = 2;
             goto out;
         }
+        if (retailer) { /* as POST /api/admin/retailers/:id/api-keys: a till of a real shop */
+            struct retailer rt;
+            int e = store_retailer_get(s, retailer, &rt);
+            if (e || !rt.active) {
+                fprintf(stderr, "tally: %s\n",
+                        e == TE_RETAILER_NOT_FOUND ? "no retailer with that id"
+                        : e ? "could not read the retailer"
+                            : "that retailer is deactivated");
+                rc = 1;
+                goto out;
+            }
+        }
         char key[APIKEY_LEN + 1];
         str_copy(w.in.apikey_create.name, sizeof w.in.apikey_create.name, name);
         apikey_generate(key, w.in.apikey_create.key_hash, w.in.apikey_create.prefix);

@@ -133,6 +133,27 @@ def test_apikey_create_prints_the_key_last(tally):
     assert key != tally.apikey("pos")
 
 
+def test_apikey_bound_to_a_retailer_must_name_an_active_one(tally):
+    admin = tally.apikey("admin")
+    rt = tally.post("/api/admin/retailers", token=admin,
+                    json={"name": "CLI Shop", "region": "eu", "timezone": "Europe/Paris"}).json()
+    before = keys_listed(tally)
+    for bad in ("01a20082-d052-786c-8f69-d6f6ef21253b", "nope"):
+        p = tally.cli("apikey", "create", "--name", "t", "--scopes", "pos", "--retailer", bad,
+                      check=False)
+        assert p.returncode in (1, 2) and "retailer" in p.stderr and not p.stdout, p
+    p = tally.cli("apikey", "create", "--name", "till", "--scopes", "pos", "--retailer", rt["id"])
+    key = p.stdout.strip().splitlines()[-1]
+    assert tally.sql("SELECT retailer_id FROM api_keys WHERE key_hash = ?",
+                     (hashlib.sha256(key.encode()).hexdigest(),)) == [(rt["id"],)]
+    r = tally.request("DELETE", f"/api/admin/retailers/{rt['id']}", token=admin)
+    assert r.status_code in (200, 204), r.text
+    p = tally.cli("apikey", "create", "--name", "t", "--scopes", "pos", "--retailer", rt["id"],
+                  check=False)
+    assert p.returncode == 1 and "deactivated" in p.stderr, p
+    assert len(keys_listed(tally).splitlines()) == len(before.splitlines()) + 1
+
+
 def test_apikey_list_shows_prefix_not_key(tally):
     key = tally.apikey("admin", name="listed-key")
     out = keys_listed(tally)
