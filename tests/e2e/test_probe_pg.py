@@ -59,30 +59,10 @@ def two_nodes(start_tally, env=None):
     return a, b
 
 
-def race(nodes, n, method, path, token, body_of):
-    """n requests released together, alternating between the nodes, each on its own
-    connection; body_of(i) is request i's JSON body. Returns the responses in order."""
-    barrier = threading.Barrier(n)
-    out = [None] * n
-    errors = []
-
-    def run(i):
-        node = nodes[i % len(nodes)]
-        with requests.Session() as s:
-            try:
-                barrier.wait(timeout=30)
-                out[i] = s.request(method, node.url + path, json=body_of(i), timeout=60,
-                                   headers={"Authorization": f"Bearer {token}"})
-            except Exception as exc:  # noqa: BLE001 - reported with the others
-                errors.append(repr(exc))
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(90)
-    assert not errors, errors
-    return out
+def race(nodes, n, path, token, body_of):
+    """n POSTs released together, alternating between the nodes, each on its own connection;
+    body_of(i) is request i's JSON body. Returns the responses in order."""
+    return race_calls([(nodes[i % len(nodes)], path, token, body_of(i)) for i in range(n)])
 
 
 def race_calls(calls, headers=None):
@@ -153,7 +133,7 @@ def test_one_purchase_sent_to_both_nodes_at_once_credits_once_every_round(start_
         # other content is 409 idempotency_mismatch.
         bodies = [{"transactionId": tid, "userId": buyer["id"],
                    "amount": "10.00" if i % 3 else "99.00"} for i in range(12)]
-        out = race((a, b), 12, "POST", "/api/purchase", shop.admin, lambda i: bodies[i])
+        out = race((a, b), 12, "/api/purchase", shop.admin, lambda i: bodies[i])
         created = [i for i, r in enumerate(out) if r.status_code == 201]
         assert len(created) == 1, [(r.status_code, r.text) for r in out]
         won = bodies[created[0]]["amount"]
@@ -180,7 +160,7 @@ def test_one_refund_sent_to_both_nodes_at_once_reverses_once(start_tally):
     # A full refund, 16 copies over both nodes: one 201, the rest 200 replays.
     tid = txid("full")
     shop.buy(buyer, "50.00", transactionId=tid)
-    out = race((a, b), 16, "POST", "/api/purchase/refund", shop.admin,
+    out = race((a, b), 16, "/api/purchase/refund", shop.admin,
                lambda i: {"transactionId": tid})
     assert codes(out) == [200] * 15 + [201], [(r.status_code, r.text) for r in out]
     ids = {r.json()["refundId"] for r in out}
@@ -188,7 +168,7 @@ def test_one_refund_sent_to_both_nodes_at_once_reverses_once(start_tally):
     # Partial refunds with their own keys: 20.00 of 100.00 twelve times fits five times.
     tid = txid("part")
     shop.buy(buyer, "100.00", transactionId=tid)
-    out = race((a, b), 12, "POST", "/api/purchase/refund", shop.admin,
+    out = race((a, b), 12, "/api/purchase/refund", shop.admin,
                lambda i: {"transactionId": tid, "amount": "20.00", "refundId": f"p{i}"})
     assert codes(out) == [201] * 5 + [409] * 7, [(r.status_code, r.text) for r in out]
     for r in out:
@@ -208,7 +188,7 @@ def test_64_redemptions_of_the_last_points_over_both_nodes_succeed_once(start_ta
     u = shop.user("Racer")
     assert shop.buy(u, "100.00", retailerId=rt["id"], productId=p["id"])["pointsAwarded"] == 100
     item = shop.item(cost=100)
-    out = race((a, b), 64, "POST", "/api/redemptions", u["token"],
+    out = race((a, b), 64, "/api/redemptions", u["token"],
                lambda i: {"itemId": item["id"]})
     assert codes(out) == [201] + [409] * 63, [(r.status_code, r.text) for r in out]
     for r in out:
@@ -220,7 +200,7 @@ def test_64_redemptions_of_the_last_points_over_both_nodes_succeed_once(start_ta
     rich = shop.user("Rich")
     shop.buy(rich, "1000.00", retailerId=rt["id"], productId=p["id"])
     few = shop.item(cost=10, stock=3)
-    out = race((a, b), 24, "POST", "/api/redemptions", rich["token"],
+    out = race((a, b), 24, "/api/redemptions", rich["token"],
                lambda i: {"itemId": few["id"]})
     assert codes(out) == [201] * 3 + [409] * 21, [(r.status_code, r.text) for r in out]
     assert a.sql("SELECT stock FROM reward_items WHERE id = ?", (few["id"],)) == [(0,)]
@@ -235,7 +215,7 @@ def test_one_reward_claimed_on_both_nodes_at_once_is_claimed_once(start_tally):
     shop.buy(buyer, "5.00")  # converts: ra earns a free_premium reward
     r = a.get("/api/referral/rewards", token=ra["token"])
     (rw,) = r.json()["rewards"]
-    out = race((a, b), 16, "POST", "/api/referral/claim-reward", ra["token"],
+    out = race((a, b), 16, "/api/referral/claim-reward", ra["token"],
                lambda i: {"rewardId": rw["id"]})
     assert codes(out) == [200] + [404] * 15, [(r.status_code, r.text) for r in out]
     for r in out:
@@ -254,7 +234,7 @@ def test_one_referral_converted_on_both_nodes_at_once_converts_once(start_tally)
     shop = Shop(a)
     ra, rb = shop.chain(2)
     app = a.apikey("app", name="app")
-    out = race((a, b), 16, "POST", "/api/referral/convert", app,
+    out = race((a, b), 16, "/api/referral/convert", app,
                lambda i: {"referredUserId": rb["id"]})
     assert codes(out) == [200] * 16, [(r.status_code, r.text) for r in out]
     fresh = [r.json() for r in out if r.json()["alreadyConverted"] is False]
